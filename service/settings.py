@@ -1,0 +1,54 @@
+"""One frozen Settings, read once from MAILFOLD_* environment variables (README: "Settings")."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    database_url: str = "postgresql://mailfold@127.0.0.1:15432/mailfold"
+    raw_topic: str = "mailfold.raw"
+    events_topic: str = "mailfold.events"
+    dlq_topic: str = "mailfold.dlq"
+    topic_partitions: int = 4
+    normalize_group: str = "mailfold-normalize"
+    fold_group: str = "mailfold-fold"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Key for the keyed hash of account secrets and the encryption of provider secrets
+    # (32+ bytes, hex or text). Generated into .mailfold/secret-key by scripts/dev when unset.
+    secret_key: str = "insecure-development-key-change-me"
+    max_body_bytes: int = 1_048_576
+    max_webhook_body_bytes: int = 4_194_304
+    max_events_per_post: int = 1000
+    produce_timeout_s: float = 10.0
+    retry_after_s: int = 5
+    fold_batch_size: int = 2000
+    fold_batch_wait_ms: int = 200
+    db_pool_size: int = 10
+    replay_window_s: int = 300
+    trust_forwarded_for: bool = False
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from MAILFOLD_<FIELD> (upper case); unset ones keep their default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"MAILFOLD_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            if f.type == "int":
+                values[f.name] = int(raw)
+            elif f.type == "float":
+                values[f.name] = float(raw)
+            elif f.type == "bool":
+                values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+            else:
+                values[f.name] = raw
+        return cls(**values)  # type: ignore[arg-type]

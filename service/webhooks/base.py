@@ -1,0 +1,214 @@
+"""What every provider adapter is made of, and the helpers adapters share.
+
+An adapter is a module with an `ADAPTER = Adapter(...)`: `verify` checks a request's authenticity
+over its raw bytes (raising `Rejected`), `parse` turns one raw record into canonical events
+(raising `ParseError` for what it cannot read), and an optional `handshake` answers protocol
+messages (SNS subscription confirmations, SparkPost's ping) without producing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from service.events import Bounce, Conversion, Event, EventType, Recipient, event_id
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataKeys:
+    """Which keys of a provider's per-message metadata carry Mailfold's attribution fields.
+
+    Defaults are the canonical field names; an account may override them per provider with
+    `mailfold providers set ... --metadata-key campaign_id=cid`.
+    """
+
+    campaign_id: str = "campaign_id"
+    delivery_id: str = "delivery_id"
+    contact_id: str = "contact_id"
+    client_contact_id: str = "client_contact_id"
+    ab_version: str = "ab_version"
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, str] | None) -> MetadataKeys:
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """An incoming webhook as received: the exact body bytes and the request line's facts."""
+
+    body: bytes
+    headers: Mapping[str, str]  # lower-cased names
+    url: str  # the full URL the sender posted to (Mandrill signs it)
+    remote_addr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One account's settings for one provider.
+
+    `secrets` holds the active secrets in clear (one, or two while a key is rotated): signing
+    keys, public keys (PEM or base64 DER), or `user:password` pairs for Basic auth. `options`
+    holds what is not secret: Mandrill's signed webhook URL, SNS topic ARNs, metadata keys.
+    """
+
+    account: str
+    provider: str
+    secrets: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What verification may use besides the request: the clock and a few allowed fetches.
+
+    `fetch_certificate(url)` returns PEM bytes and must only be called with URLs the provider's
+    protocol names (SNS signing certificates); the service's implementation refuses any host that
+    is not Amazon SNS's and caches what it fetched. `confirm_subscription(url)` likewise.
+    """
+
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    replay_window: timedelta = timedelta(minutes=5)
+    fetch_certificate: Callable[[str], Awaitable[bytes]] | None = None
+    confirm_subscription: Callable[[str], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeReply:
+    """A protocol message answered by the endpoint itself; nothing goes to Kafka."""
+
+    status: int = 200
+    body: dict[str, Any] = field(default_factory=lambda: {"ok": True})
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record of mailfold.raw: the body byte for byte plus what ingest recorded about it."""
+
+    account: str
+    source: str
+    body: bytes
+    content_type: str = "application/json"
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    request_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)  # those the adapter keeps
+    metadata_keys: MetadataKeys = field(default_factory=MetadataKeys)
+
+
+Verify = Callable[[WebhookRequest, Credentials, Context], Awaitable[None]]
+Parse = Callable[[RawRecord], list[Event]]
+Handshake = Callable[[WebhookRequest, Credentials, Context], Awaitable[HandshakeReply | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    name: str
+    verify: Verify
+    parse: Parse
+    handshake: Handshake | None = None
+    keep_headers: tuple[str, ...] = ()  # request headers parse() needs (e.g. svix-id)
+    max_body_bytes: int | None = None  # overrides the service default (SendGrid batches are big)
+
+
+def make_event(
+    record: RawRecord,
+    *,
+    native_type: str,
+    type: EventType,
+    occurred_at: datetime,
+    recipient: Recipient,
+    message_id: str | None = None,
+    provider_event_id: str | None = None,
+    id_discriminator: str | None = None,
+    campaign_id: str | None = None,
+    delivery_id: str | None = None,
+    bounce: Bounce | None = None,
+    url: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    machine: bool | None = None,
+    machine_reason: str | None = None,
+    agent_class: str | None = None,
+    ab_version: str | None = None,
+    conversion: Conversion | None = None,
+    name: str | None = None,
+    payload: Any = None,
+) -> Event:
+    """Build a canonical event for `record`, deriving its stable `event_id` (DESIGN.md).
+
+    `id_discriminator` is folded into the id; pass the provider's event id only where the
+    provider keeps it stable across retries.
+    """
+    email = recipient.email.strip().lower() if recipient.email else None
+    if email != recipient.email:
+        recipient = Recipient(
+            email,
+            recipient.contact_id,
+            recipient.client_contact_id,
+            recipient.first_name,
+            recipient.surname,
+        )
+    eid = event_id(
+        account=record.account,
+        source=record.source,
+        native_type=native_type,
+        message_id=message_id,
+        recipient=recipient.key(),
+        occurred_at=occurred_at,
+        url=url,
+        discriminator=id_discriminator,
+    )
+    return Event(
+        event_id=eid,
+        account=record.account,
+        source=record.source,
+        native_type=native_type,
+        type=type,
+        occurred_at=occurred_at.astimezone(UTC),
+        received_at=record.received_at,
+        recipient=recipient,
+        provider_event_id=provider_event_id,
+        campaign_id=campaign_id,
+        delivery_id=delivery_id,
+        message_id=message_id,
+        bounce=bounce,
+        url=url,
+        ip=ip,
+        user_agent=user_agent,
+        machine=machine,
+        machine_reason=machine_reason,
+        agent_class=agent_class,
+        ab_version=ab_version,
+        conversion=conversion,
+        name=name,
+        payload=payload,
+    )
+
+
+def from_epoch(value: Any) -> datetime:
+    """Epoch seconds (int, float or a numeric string) to an aware UTC datetime."""
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def header(request: WebhookRequest, name: str) -> str | None:
+    return request.headers.get(name.lower())
+
+
+def metadata_fields(meta: Mapping[str, Any] | None, keys: MetadataKeys) -> dict[str, str | None]:
+    """Pick campaign, delivery, contact and A/B ids out of a provider's metadata object."""
+    meta = meta or {}
+
+    def pick(key: str) -> str | None:
+        value = meta.get(key)
+        return None if value is None or value == "" else str(value)
+
+    return {
+        "campaign_id": pick(keys.campaign_id),
+        "delivery_id": pick(keys.delivery_id),
+        "contact_id": pick(keys.contact_id),
+        "client_contact_id": pick(keys.client_contact_id),
+        "ab_version": pick(keys.ab_version),
+    }

@@ -91,10 +91,22 @@ class Producer:
             compression_type=None,
         )
         self._started = False
+        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        await self._producer.start()
-        self._started = True
+        """Connect; if the broker is down, `send` retries the connection and answers 503 meanwhile."""
+        async with self._starting:
+            if not self._started:
+                await self._producer.start()
+                self._started = True
+
+    async def try_start(self) -> bool:
+        try:
+            await self.start()
+        except KafkaError as exc:
+            log.warning("producer cannot reach the broker yet: %r", exc)
+            return False
+        return True
 
     async def stop(self) -> None:
         if self._started:
@@ -105,6 +117,8 @@ class Producer:
         self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers | None = None
     ) -> None:
         """Produce and wait for the acknowledgement; Unavailable when the broker does not ack."""
+        if not self._started and not await self.try_start():
+            raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
         try:
             ack = await self._producer.send(topic, value, key=key, headers=headers or [])
             await asyncio.wait_for(ack, self._settings.produce_timeout_s)
@@ -116,6 +130,8 @@ class Producer:
 
     async def send_many(self, items: Sequence[tuple[str, bytes | None, bytes, Headers]]) -> None:
         """Produce (topic, key, value, headers) records and wait until all are acknowledged."""
+        if not self._started and not await self.try_start():
+            raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
         try:
             acks = [
                 await self._producer.send(topic, value, key=key, headers=headers)

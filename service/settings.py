@@ -26,6 +26,7 @@ class Settings:
     max_webhook_body_bytes: int = 4_194_304
     max_events_per_post: int = 1000
     produce_timeout_s: float = 10.0
+    max_in_flight: int = 2000
     retry_after_s: int = 5
     fold_batch_size: int = 2000
     fold_batch_wait_ms: int = 200

@@ -1,0 +1,204 @@
+"""The `mailfold` command: run the service and consumers, manage accounts and providers.
+
+    mailfold init                         apply schema.sql and create the topics
+    mailfold serve | normalizer | fold    run one component in the foreground
+    mailfold accounts create NAME [--allow-ip CIDR ...]
+    mailfold accounts allow-ips ACCOUNT [CIDR ...]
+    mailfold providers set ACCOUNT PROVIDER [--secret S] [--slot 1|2] ...
+    mailfold normalize SOURCE FILE [--account A] [--content-type TYPE]
+
+It lives with the consumers because it drives both sides of the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from consumers import fold, normalize
+from service import db, kafka, logs
+from service.adapters import SOURCES, derive
+from service.auth import create_account, parse_networks
+from service.errors import MailfoldError, ParseError
+from service.events import encode
+from service.providers import save
+from service.settings import Settings
+from service.webhooks.base import RawRecord
+
+
+def out(data: Any) -> None:
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
+    await db.apply_schema(settings.database_url)
+    await kafka.ensure_topics(settings)
+    out({"schema": "applied", "topics": [settings.raw_topic, settings.events_topic, settings.dlq_topic]})
+
+
+async def cmd_accounts(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await db.connect(settings.database_url)
+    try:
+        if args.action == "create":
+            new = await create_account(conn, settings.secret_key, args.name, args.allow_ip)
+            out({"account": new.account, "login": new.login, "secret": new.secret})
+        else:
+            nets = parse_networks(args.cidrs)
+            done = await conn.execute(db.QUERIES["set_allowed_ips"], args.account, nets)
+            if done.endswith(" 0"):
+                raise MailfoldError(f"no account {args.account!r}")
+            out({"account": args.account, "allowed_ips": nets})
+    finally:
+        await conn.close()
+
+
+def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
+    result = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MailfoldError(f"{flag} expects KEY=VALUE, got {item!r}")
+        result[key] = value
+    return result
+
+
+async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
+    options: dict[str, Any] = pairs(args.option, "--option")
+    if args.webhook_url:
+        options["webhook_url"] = args.webhook_url
+    if args.topic_arn:
+        options["topic_arns"] = args.topic_arn
+    if args.user:
+        options["user"] = args.user
+    if args.metadata_key:
+        options["metadata_keys"] = pairs(args.metadata_key, "--metadata-key")
+    secret = args.secret
+    if args.secret_file:
+        secret = Path(args.secret_file).read_text().strip()
+    conn = await db.connect(settings.database_url)
+    try:
+        if not await conn.fetchval(db.QUERIES["find_account"], args.account):
+            raise MailfoldError(f"no account {args.account!r}")
+        await save(
+            conn,
+            settings.secret_key,
+            args.account,
+            args.provider,
+            options=options,
+            secret=secret,
+            slot=args.slot,
+            retire_slot=args.retire_slot,
+        )
+    finally:
+        await conn.close()
+    # Never echo the secret itself.
+    out({"account": args.account, "provider": args.provider, "options": options,
+         "secret_slot": args.slot if secret else None, "retired_slot": args.retire_slot})  # fmt: skip
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    record = RawRecord(
+        account=args.account,
+        source=args.source,
+        body=body,
+        content_type=args.content_type,
+        received_at=datetime.now(UTC),
+        headers=pairs(args.header, "--header"),
+    )
+    try:
+        events = derive(record)
+    except ParseError as exc:
+        print(f"mailfold normalize: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    for event in events:
+        sys.stdout.buffer.write(encode(event) + b"\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mailfold", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("init", help="apply schema.sql and create the Kafka topics")
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    sub.add_parser("normalizer", help="run the normalize consumer")
+    sub.add_parser("fold", help="run the fold consumer")
+
+    acc = sub.add_parser("accounts", help="manage accounts").add_subparsers(dest="action", required=True)
+    create = acc.add_parser("create", help="create an account; prints its login and secret")
+    create.add_argument("name")
+    create.add_argument("--allow-ip", action="append", metavar="CIDR")
+    allow = acc.add_parser("allow-ips", help="replace the IP allow list (none: any address)")
+    allow.add_argument("account")
+    allow.add_argument("cidrs", nargs="*")
+
+    prov = sub.add_parser("providers", help="configure provider webhooks").add_subparsers(
+        dest="action", required=True
+    )
+    pset = prov.add_parser("set", help="set a provider's credentials for an account")
+    pset.add_argument("account")
+    pset.add_argument("provider")
+    pset.add_argument("--secret", help="signing key, public key or user:password (see README)")
+    pset.add_argument("--secret-file", help="read the secret from a file (e.g. a PEM key)")
+    pset.add_argument("--slot", type=int, choices=[1, 2], default=1, help="secret slot (rotation)")
+    pset.add_argument("--retire-slot", type=int, choices=[1, 2], help="delete a slot's secret")
+    pset.add_argument("--webhook-url", help="Mandrill: the exact URL the webhook posts to")
+    pset.add_argument("--topic-arn", action="append", help="SES: an allowed SNS topic ARN")
+    pset.add_argument("--user", help="Basic-auth user name (Postmark, SparkPost)")
+    pset.add_argument("--metadata-key", action="append", metavar="FIELD=KEY")
+    pset.add_argument("--option", action="append", metavar="KEY=VALUE")
+
+    norm = sub.add_parser("normalize", help="print the canonical events a raw body yields")
+    norm.add_argument("source", choices=SOURCES)
+    norm.add_argument("file", help="a file with one raw request body, or - for stdin")
+    norm.add_argument("--account", default="local")
+    norm.add_argument("--content-type", default="application/json")
+    norm.add_argument("--header", action="append", metavar="NAME=VALUE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        if args.command == "normalize":
+            return cmd_normalize(args)
+        logs.configure(settings.log_level)
+        if args.command == "serve":
+            import uvicorn
+
+            from service.app import create_app
+
+            uvicorn.run(
+                create_app(settings),
+                host=args.host or settings.host,
+                port=args.port or settings.port,
+                log_level="warning",
+                timeout_graceful_shutdown=10,
+            )
+        elif args.command == "normalizer":
+            asyncio.run(normalize.serve(settings))
+        elif args.command == "fold":
+            asyncio.run(fold.serve(settings))
+        elif args.command == "init":
+            asyncio.run(cmd_init(settings, args))
+        elif args.command == "accounts":
+            asyncio.run(cmd_accounts(settings, args))
+        elif args.command == "providers":
+            asyncio.run(cmd_providers(settings, args))
+    except MailfoldError as exc:
+        print(f"mailfold: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

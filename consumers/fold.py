@@ -1,0 +1,275 @@
+"""mailfold.events -> PostgreSQL, one transaction per batch, exactly once in effect.
+
+Each batch is copied into a staging table, new events enter the ledger (a duplicate stops
+there), pending events whose message is now known are attributed, everything new is folded into
+recipients, delivery and link counters, and the consumed offsets are stored, all in one
+transaction. On start and on every rebalance the consumer seeks to the offsets stored here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+
+from service import db, kafka, logs
+from service.events import Event, decode
+from service.settings import Settings
+
+log = logging.getLogger("mailfold.fold")
+
+COLUMNS = (
+    "event_id", "occurred_at", "account_id", "source", "type", "native_type", "campaign_id",
+    "delivery_id", "message_id", "recipient_key", "email", "contact_id", "client_contact_id",
+    "first_name", "surname", "bounce_class", "bounce_code", "bounce_reason", "url", "ip",
+    "user_agent", "machine", "machine_reason", "agent_class", "ab_version", "amount", "currency",
+    "name", "payload", "provider_event_id", "received_at",
+)  # fmt: skip
+SWEEP_EVERY_S = 2.0
+# Errors after which the same batch is simply tried again on a fresh connection.
+RETRYABLE = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    TimeoutError,
+)
+
+
+def next_offsets(records: list[kafka.Record]) -> dict[int, int]:
+    """Per partition, the offset after the last record consumed."""
+    offsets: dict[int, int] = {}
+    for rec in records:
+        offsets[rec.partition] = max(offsets.get(rec.partition, 0), rec.offset + 1)
+    return offsets
+
+
+def to_row(e: Event) -> tuple[Any, ...]:
+    """One ledger row (COLUMNS order) for an event."""
+    r, b, c = e.recipient, e.bounce, e.conversion
+    return (
+        uuid.UUID(e.event_id), e.occurred_at, e.account, e.source, e.type.value, e.native_type,
+        e.campaign_id, e.delivery_id, e.message_id, r.key(), r.email, r.contact_id,
+        r.client_contact_id, r.first_name, r.surname, b.bounce_class if b else None,
+        b.code if b else None, b.reason if b else None, e.url, e.ip, e.user_agent, e.machine,
+        e.machine_reason, e.agent_class, e.ab_version, c.amount if c else None,
+        c.currency if c else None, e.name, e.payload, e.provider_event_id, e.received_at,
+    )  # fmt: skip
+
+
+async def fold_rows(
+    conn: asyncpg.Connection[Any],
+    rows: list[tuple[Any, ...]],
+    group: str,
+    topic: str,
+    offsets: dict[int, int],
+) -> int:
+    """Fold one batch and store its offsets in one transaction; returns how many events were new."""
+    async with conn.transaction():
+        if rows:
+            await conn.copy_records_to_table("incoming", records=rows, columns=COLUMNS)
+            await conn.execute(db.QUERIES["insert_new_events"])
+        await conn.execute(db.QUERIES["resolve_pending"])
+        folded: int = await conn.fetchval(db.QUERIES["fold_fresh"])
+        if offsets:
+            parts = sorted(offsets)
+            await conn.execute(
+                db.QUERIES["store_offsets"], group, topic, parts, [offsets[p] for p in parts]
+            )
+    return folded
+
+
+async def prepare(conn: asyncpg.Connection[Any]) -> None:
+    await conn.execute(db.QUERIES["create_fold_staging"])
+
+
+class Fold:
+    """The fold consumer: `run` loops until `stop` is set, one transaction per batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.conn: asyncpg.Connection[Any] | None = None
+        self.producer = kafka.Producer(settings)  # for dead letters only
+        self.consumer = kafka.Consumer(
+            settings,
+            settings.events_topic,
+            settings.fold_group,
+            on_assign=self.seek_to_stored,
+            max_records=settings.fold_batch_size,
+        )
+        self.folded = 0
+        # The rebalance listener runs beside the loop; both use the one connection in turn.
+        self.lock = asyncio.Lock()
+
+    async def connection(self) -> asyncpg.Connection[Any]:
+        """The fold's own connection, reopened (waiting for PostgreSQL) after any failure."""
+        delay = 0.2
+        while self.conn is None or self.conn.is_closed():
+            try:
+                conn = await db.connect(self.settings.database_url)
+                await prepare(conn)
+                self.conn = conn
+            except RETRYABLE as exc:
+                log.warning("waiting for PostgreSQL: %r", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        return self.conn
+
+    async def drop_connection(self) -> None:
+        if self.conn is not None:
+            self.conn.terminate()
+        self.conn = None
+
+    async def seek_to_stored(self, partitions: set[tuple[str, int]]) -> None:
+        """On assignment, continue from the offsets committed with the folded data."""
+        if not partitions:
+            return
+        while True:
+            try:
+                async with self.lock:
+                    conn = await self.connection()
+                    stored = dict(
+                        (r["partition"], r["next_offset"])
+                        for r in await conn.fetch(
+                            db.QUERIES["load_offsets"],
+                            self.settings.fold_group,
+                            self.settings.events_topic,
+                            sorted(p for _, p in partitions),
+                        )
+                    )
+                break
+            except RETRYABLE as exc:
+                log.warning("loading offsets failed, retrying: %r", exc)
+                await self.drop_connection()
+        unstored = set()
+        for topic, partition in partitions:
+            if partition in stored:
+                self.consumer.seek(topic, partition, stored[partition])
+            else:
+                unstored.add((topic, partition))
+        await self.consumer.seek_to_committed_or_beginning(unstored)
+        log.info("assigned %s", sorted(p for _, p in partitions))
+
+    def decode_batch(self, records: list[kafka.Record]) -> tuple[list[tuple[Any, ...]], list[Any]]:
+        rows, poison = [], []
+        for rec in records:
+            try:
+                event = decode(rec.value)
+                if not event.recipient.key():
+                    raise ValueError("event has no recipient (email or contact id)")
+                rows.append(to_row(event))
+            except (ValueError, KeyError, TypeError) as exc:
+                poison.append((rec, f"undecodable event: {exc!r}"))
+        return rows, poison
+
+    async def fold_batch(self, records: list[kafka.Record]) -> None:
+        """Fold a batch as one transaction; a record the database refuses goes to the DLQ."""
+        rows, poison = self.decode_batch(records)
+        if poison:
+            await self.producer.send_many(
+                [self.dead_letter(rec, reason) for rec, reason in poison]
+            )
+        try:
+            await self.commit(rows, next_offsets(records), len(records))
+        except asyncpg.PostgresError as exc:
+            # Not a transient failure: something in the batch is refused. Fold record by record
+            # so only the offending ones are set aside.
+            log.warning("batch refused (%r); folding it record by record", exc)
+            for rec in records:
+                rows, poison = self.decode_batch([rec])
+                try:
+                    await self.commit(rows, next_offsets([rec]), 1)
+                except asyncpg.PostgresError as one:
+                    await self.producer.send_many([self.dead_letter(rec, f"refused: {one!r}")])
+                    await self.commit([], next_offsets([rec]), 1)
+
+    async def commit(self, rows: list[tuple[Any, ...]], offsets: dict[int, int], n: int) -> None:
+        """Run one fold transaction, retrying it after connection failures until it commits."""
+        delay = 0.2
+        while True:
+            try:
+                async with self.lock:
+                    conn = await self.connection()
+                    started = time.perf_counter()
+                    new = await fold_rows(
+                        conn, rows, self.settings.fold_group, self.settings.events_topic, offsets
+                    )
+                self.folded += new
+                log.debug(
+                    "folded %d new of %d in %.1f ms",
+                    new,
+                    len(rows),
+                    (time.perf_counter() - started) * 1000,
+                    extra={"count": len(rows), "topic": self.settings.events_topic},
+                )
+                return
+            except RETRYABLE as exc:
+                log.warning("fold transaction failed, retrying the batch: %r", exc)
+                await self.drop_connection()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def dead_letter(self, rec: kafka.Record, reason: str) -> tuple[str, bytes | None, bytes, kafka.Headers]:
+        headers = [*rec.headers.items()]
+        headers += [
+            ("dlq-reason", reason.encode()[:4000]),
+            ("dlq-topic", rec.topic.encode()),
+            ("dlq-partition", str(rec.partition).encode()),
+            ("dlq-offset", str(rec.offset).encode()),
+        ]
+        return (self.settings.dlq_topic, rec.key, rec.value, headers)
+
+    async def sweep(self) -> None:
+        """Attribute pending events whose mapping another process committed (no offsets move)."""
+        try:
+            async with self.lock:
+                conn = await self.connection()
+                await fold_rows(conn, [], self.settings.fold_group, self.settings.events_topic, {})
+        except RETRYABLE as exc:
+            log.warning("sweep failed: %r", exc)
+            await self.drop_connection()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.connection()
+        await self.producer.try_start()
+        await self.consumer.start()
+        last_sweep = time.monotonic()
+        try:
+            while not stop.is_set():
+                records = await self.consumer.batch(timeout_ms=self.settings.fold_batch_wait_ms)
+                if records:
+                    await self.fold_batch(records)
+                elif time.monotonic() - last_sweep > SWEEP_EVERY_S:
+                    await self.sweep()
+                    last_sweep = time.monotonic()
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+            if self.conn is not None:
+                await self.conn.close()
+
+
+async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Fold(settings).run(stop)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""The HTTP service: ingest (Event API, provider webhooks), the read API and health.
+
+`create_app(settings)` wires everything; tests may pass their own raw sink or certificate source
+(seams Mailfold owns), never a fake broker or database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service import db, events_api, kafka
+from service.auth import Authenticator
+from service.errors import BadInput, MailfoldError, NotFound, TooLarge, Unavailable
+from service.ingest import Ingest, RawSink
+from service.providers import CredentialStore, metadata_keys
+from service.read import recipients
+from service.settings import Settings
+from service.webhooks import PROVIDERS
+from service.webhooks.base import Context, RawRecord, WebhookRequest
+
+log = logging.getLogger("mailfold.service")
+
+
+def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def error_response(exc: MailfoldError) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Basic realm="mailfold"'}
+    return json(exc.body(), exc.status, headers)
+
+
+class Service:
+    """The state request handlers share, built in the lifespan."""
+
+    def __init__(self, settings: Settings, sink: RawSink | None, context: Context | None) -> None:
+        self.settings = settings
+        self.producer: kafka.Producer | None = None
+        self.sink = sink
+        self.context = context or Context(replay_window=timedelta(seconds=settings.replay_window_s))
+        self.pool: asyncpg.Pool[Any]
+        self.ingest: Ingest
+        self.auth: Authenticator
+        self.credentials: CredentialStore
+
+    async def start(self) -> None:
+        self.pool = await db.create_pool(self.settings.database_url, self.settings.db_pool_size)
+        if self.sink is None:
+            self.producer = kafka.Producer(self.settings)
+            await self.producer.try_start()
+            self.sink = self.producer
+        s = self.settings
+        self.ingest = Ingest(self.sink, s.raw_topic, s.max_in_flight, s.retry_after_s)
+        self.auth = Authenticator(self.pool, s.secret_key)
+        self.credentials = CredentialStore(self.pool, s.secret_key)
+
+    async def stop(self) -> None:
+        self.ingest.closing = True
+        if self.producer is not None:
+            await self.producer.stop()  # flushes what is in flight
+        await self.pool.close()
+
+
+def remote_addr(request: Request, settings: Settings) -> str | None:
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()
+    return request.client.host if request.client else None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (413) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    return given if 0 < len(given) <= 128 else uuid.uuid4().hex
+
+
+async def post_events(request: Request) -> Response:
+    svc: Service = request.app.state.service
+    s = svc.settings
+    remote = remote_addr(request, s)
+    account = await svc.auth.account(request.headers.get("authorization"), remote)
+    body = await read_body(request, s.max_body_bytes)
+    items, problems = events_api.validate(body, s.max_events_per_post)
+    if problems:
+        raise BadInput(f"{len(problems)} problem(s) in the posted events", details=problems)
+    rid = request_id(request)
+    record = RawRecord(
+        account=account,
+        source=events_api.SOURCE,
+        body=body,
+        content_type="application/json",
+        received_at=datetime.now(UTC),
+        request_id=rid,
+    )
+    await svc.ingest.accept(record, remote)
+    return json({"accepted": len(items), "request_id": rid}, 202)
+
+
+async def post_webhook(request: Request) -> Response:
+    svc: Service = request.app.state.service
+    provider, account = request.path_params["provider"], request.path_params["account"]
+    adapter = PROVIDERS.get(provider)
+    if adapter is None:
+        raise NotFound(f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
+    credentials = await svc.credentials.get(account, provider)
+    if credentials is None:
+        raise NotFound(f"no {provider} webhook is configured for account {account!r}")
+    limit = adapter.max_body_bytes or svc.settings.max_webhook_body_bytes
+    body = await read_body(request, limit)
+    remote = remote_addr(request, svc.settings)
+    webhook = WebhookRequest(body, dict(request.headers), str(request.url), remote)
+    await adapter.verify(webhook, credentials, svc.context)
+    if adapter.handshake is not None:
+        reply = await adapter.handshake(webhook, credentials, svc.context)
+        if reply is not None:
+            await record_handshake(svc, account, provider, reply.body)
+            return json(reply.body, reply.status)
+    rid = request_id(request)
+    record = RawRecord(
+        account=account,
+        source=provider,
+        body=body,
+        content_type=request.headers.get("content-type", "application/octet-stream"),
+        received_at=datetime.now(UTC),
+        request_id=rid,
+        headers={h: request.headers[h] for h in adapter.keep_headers if h in request.headers},
+        metadata_keys=metadata_keys(credentials),
+    )
+    await svc.ingest.accept(record, remote)
+    return json({"accepted": True, "request_id": rid}, 200)
+
+
+async def record_handshake(svc: Service, account: str, provider: str, body: dict[str, Any]) -> None:
+    """Keep a trace of subscription handshakes an adapter reports (`subscription` in its reply)."""
+    sub = body.get("subscription")
+    if not isinstance(sub, dict):
+        return
+    await svc.pool.execute(
+        db.QUERIES["record_sns_subscription"],
+        account,
+        sub.get("topic_arn"),
+        sub.get("status"),
+        sub.get("message_id"),
+    )
+    log.info("%s handshake: %s", provider, sub.get("status"), extra={"account": account})
+
+
+async def get_recipients(request: Request) -> Response:
+    svc: Service = request.app.state.service
+    account = await svc.auth.account(
+        request.headers.get("authorization"), remote_addr(request, svc.settings)
+    )
+    campaign, delivery = request.path_params["campaignId"], request.path_params["deliveryId"]
+    query = recipients.build(account, campaign, delivery, request.query_params)
+    async with svc.pool.acquire() as conn:
+        if not await conn.fetchval(db.QUERIES["delivery_exists"], account, campaign, delivery):
+            raise NotFound(f"delivery {campaign}/{delivery} not found")
+        sql, args = recipients.page_sql(query)
+        rows = await conn.fetch(sql, *args)
+        sql, args = recipients.count_sql(query)
+        total = await conn.fetchval(sql, *args)
+    return json(
+        {
+            "recipients": [recipients.to_json(r) for r in rows],
+            "paging": {"start": query.offset, "count": len(rows), "totalCount": total},
+        }
+    )
+
+
+async def healthz(request: Request) -> Response:
+    return json({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    svc: Service = request.app.state.service
+    checks: dict[str, str] = {}
+    try:
+        await svc.pool.fetchval("SELECT 1", timeout=2)
+        checks["postgres"] = "ok"
+    except Exception as exc:
+        checks["postgres"] = f"down: {type(exc).__name__}"
+    try:
+        await kafka.cluster_answers(svc.settings.kafka_bootstrap, 2.0)
+        checks["kafka"] = "ok"
+    except Exception as exc:
+        checks["kafka"] = f"down: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    headers = None if ready else {"Retry-After": str(svc.settings.retry_after_s)}
+    return json({"ready": ready, "checks": checks}, 200 if ready else 503, headers)
+
+
+async def on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MailfoldError)
+    return error_response(exc)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    # Never a 4xx for our own failure: providers that don't retry 4xx would drop the event.
+    return json({"error": "internal", "message": "internal error; retry later"}, 500)
+
+
+def create_app(
+    settings: Settings | None = None, *, sink: RawSink | None = None, context: Context | None = None
+) -> Starlette:
+    settings = settings or Settings.from_env()
+    service = Service(settings, sink, context)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/v1/events", post_events, methods=["POST"]),
+            Route("/webhooks/{provider}/{account}", post_webhook, methods=["POST"]),
+            Route("/v1/deliveries/{campaignId}/{deliveryId}/recipients", get_recipients),
+        ],
+        lifespan=lifespan,
+        exception_handlers={MailfoldError: on_error, Exception: on_unexpected},
+    )
+    app.state.service = service
+    return app

@@ -1,0 +1,179 @@
+"""The Event API's body: one canonical event or an array of them, posted by the platform.
+
+`validate` lists every problem by index and field (400 before anything is produced);
+`parse` turns an accepted body into canonical events (the normalizer's adapter for `api`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from service.errors import ParseError
+from service.events import (
+    Bounce,
+    Conversion,
+    Event,
+    EventType,
+    Recipient,
+    parse_amount,
+    parse_time,
+)
+from service.webhooks.base import RawRecord, make_event
+
+SOURCE = "api"
+TOP_FIELDS = {
+    "id", "type", "occurred_at", "campaign_id", "delivery_id", "message_id", "recipient",
+    "bounce", "url", "ip", "user_agent", "machine", "ab_version", "conversion", "name", "payload",
+}  # fmt: skip
+RECIPIENT_FIELDS = {"email", "contact_id", "client_contact_id", "first_name", "surname"}
+ID_FIELDS = ("id", "campaign_id", "delivery_id", "message_id", "ab_version")
+TEXT_FIELDS = ("url", "ip", "user_agent")
+MAX_TEXT = 2048
+
+Problem = dict[str, Any]
+
+
+def _text(value: Any, limit: int = 256) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _check_recipient(rcpt: Any, err: Any) -> None:
+    if not isinstance(rcpt, dict):
+        err("recipient", "must be an object with email or contact_id")
+        return
+    for key in rcpt.keys() - RECIPIENT_FIELDS:
+        err(f"recipient.{key}", "unknown field")
+    for key in RECIPIENT_FIELDS & rcpt.keys():
+        if rcpt[key] is not None and not _text(rcpt[key]):
+            err(f"recipient.{key}", "must be a non-empty string of at most 256 characters")
+    email = rcpt.get("email")
+    if isinstance(email, str) and ("@" not in email or any(c.isspace() for c in email)):
+        err("recipient.email", "is not an e-mail address")
+    if not (rcpt.get("email") or rcpt.get("contact_id") or rcpt.get("client_contact_id")):
+        err("recipient", "needs email, contact_id or client_contact_id")
+
+
+def _check_by_type(item: dict[str, Any], kind: str, err: Any) -> None:
+    bounce = item.get("bounce")
+    if bounce is not None:
+        if not isinstance(bounce, dict):
+            err("bounce", "must be an object")
+        elif bounce.get("class") not in (None, "hard", "soft"):
+            err("bounce.class", "must be hard, soft or null")
+    if kind == "converted":
+        conv = item.get("conversion")
+        if not isinstance(conv, dict) or "amount" not in conv:
+            err("conversion.amount", "is required for converted events")
+        else:
+            try:
+                parse_amount(conv["amount"])
+            except ValueError as exc:
+                err("conversion.amount", str(exc))
+            cur = conv.get("currency")
+            if cur is not None and not (isinstance(cur, str) and len(cur) == 3 and cur.isalpha()):
+                err("conversion.currency", "must be a three-letter ISO 4217 code")
+    if kind == "custom" and not _text(item.get("name"), 128):
+        err("name", "is required for custom events (at most 128 characters)")
+
+
+def _check_event(item: Any, index: int, problems: list[Problem]) -> None:
+    def err(field: str, message: str) -> None:
+        problems.append({"index": index, "field": field, "message": message})
+
+    if not isinstance(item, dict):
+        err("", "each event must be a JSON object")
+        return
+    for key in sorted(item.keys() - TOP_FIELDS):
+        err(key, "unknown field")
+    kind = item.get("type")
+    if kind not in EventType._value2member_map_:
+        err("type", f"must be one of {', '.join(t.value for t in EventType)}")
+    try:
+        if not isinstance(item.get("occurred_at"), str):
+            raise ValueError("is required, an ISO-8601 time with a zone")
+        parse_time(item["occurred_at"])
+    except ValueError as exc:
+        err("occurred_at", str(exc) if "required" in str(exc) else f"is not a zoned time: {exc}")
+    for key in ID_FIELDS:
+        if item.get(key) is not None and not _text(item[key]):
+            err(key, "must be a non-empty string of at most 256 characters")
+    for key in TEXT_FIELDS:
+        if item.get(key) is not None and not _text(item[key], MAX_TEXT):
+            err(key, f"must be a non-empty string of at most {MAX_TEXT} characters")
+    if item.get("machine") is not None and not isinstance(item["machine"], bool):
+        err("machine", "must be true, false or null")
+    if not (item.get("delivery_id") or item.get("message_id")):
+        err("delivery_id", "delivery_id or message_id is required")
+    _check_recipient(item.get("recipient"), err)
+    if isinstance(kind, str):
+        _check_by_type(item, kind, err)
+
+
+def validate(body: bytes, max_events: int) -> tuple[list[Any], list[Problem]]:
+    """Decode and check a posted body; returns (events as JSON, problems)."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return [], [{"index": None, "field": "", "message": f"body is not JSON: {exc}"}]
+    items = data if isinstance(data, list) else [data]
+    if not items:
+        return [], [{"index": None, "field": "", "message": "no events in the body"}]
+    if len(items) > max_events:
+        msg = f"at most {max_events} events per request, got {len(items)}"
+        return [], [{"index": None, "field": "", "message": msg}]
+    problems: list[Problem] = []
+    for index, item in enumerate(items):
+        _check_event(item, index, problems)
+    return items, problems
+
+
+def _event(record: RawRecord, item: dict[str, Any]) -> Event:
+    rcpt = item["recipient"]
+    bounce = item.get("bounce")
+    conv = item.get("conversion")
+    occurred: datetime = parse_time(item["occurred_at"])
+    return make_event(
+        record,
+        native_type=item["type"],
+        type=EventType(item["type"]),
+        occurred_at=occurred,
+        recipient=Recipient(
+            email=rcpt.get("email"),
+            contact_id=rcpt.get("contact_id"),
+            client_contact_id=rcpt.get("client_contact_id"),
+            first_name=rcpt.get("first_name"),
+            surname=rcpt.get("surname"),
+        ),
+        message_id=item.get("message_id"),
+        provider_event_id=item.get("id"),
+        # The platform's own id is trustworthy: two posts with different ids are two events.
+        id_discriminator=item.get("id") or item.get("name"),
+        campaign_id=item.get("campaign_id"),
+        delivery_id=item.get("delivery_id"),
+        bounce=Bounce(bounce.get("class"), bounce.get("code"), bounce.get("reason"))
+        if bounce
+        else None,
+        url=item.get("url"),
+        ip=item.get("ip"),
+        user_agent=item.get("user_agent"),
+        machine=item.get("machine"),
+        machine_reason="api" if item.get("machine") is not None else None,
+        ab_version=item.get("ab_version"),
+        conversion=Conversion(parse_amount(conv["amount"]), conv.get("currency"))
+        if conv
+        else None,
+        name=item.get("name"),
+        payload=item.get("payload"),
+    )
+
+
+def parse(record: RawRecord) -> list[Event]:
+    """Canonical events of one accepted Event API body."""
+    items, problems = validate(record.body, max_events=1_000_000)
+    if problems:
+        first = problems[0]
+        raise ParseError(f"api: event {first['index']} field {first['field']!r}: {first['message']}")
+    return [_event(record, item) for item in items]

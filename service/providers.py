@@ -1,0 +1,71 @@
+"""Per-account provider credentials: stored encrypted, loaded into `Credentials` for verify()."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+
+from service.auth import decrypt, encrypt
+from service.db import QUERIES
+from service.webhooks.base import Credentials, MetadataKeys
+
+CACHE_SECONDS = 5.0
+
+
+def _context(account: str, provider: str) -> str:
+    return f"{account}/{provider}"
+
+
+async def save(
+    conn: asyncpg.Connection[Any],
+    secret_key: str,
+    account: str,
+    provider: str,
+    *,
+    options: dict[str, Any],
+    secret: str | None = None,
+    slot: int = 1,
+    retire_slot: int | None = None,
+) -> None:
+    """Set a provider's options and, optionally, one secret slot (1 or 2) for an account."""
+    async with conn.transaction():
+        await conn.execute(QUERIES["upsert_provider_settings"], account, provider, options)
+        if secret is not None:
+            blob = encrypt(secret_key, secret, _context(account, provider))
+            await conn.execute(QUERIES["upsert_provider_secret"], account, provider, slot, blob)
+        if retire_slot is not None:
+            await conn.execute(QUERIES["delete_provider_secret"], account, provider, retire_slot)
+
+
+class CredentialStore:
+    """Loads and decrypts credentials, caching them briefly so a webhook burst costs one query."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], secret_key: str) -> None:
+        self._pool = pool
+        self._secret_key = secret_key
+        self._cache: dict[tuple[str, str], tuple[float, Credentials | None]] = {}
+
+    async def get(self, account: str, provider: str) -> Credentials | None:
+        key = (account, provider)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit and now - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        row = await self._pool.fetchrow(QUERIES["get_provider_credentials"], account, provider)
+        creds = None
+        if row is not None:
+            context = _context(account, provider)
+            creds = Credentials(
+                account=account,
+                provider=provider,
+                secrets=tuple(decrypt(self._secret_key, b, context) for b in row["secrets"]),
+                options=row["options"],
+            )
+        self._cache[key] = (now, creds)
+        return creds
+
+
+def metadata_keys(credentials: Credentials) -> MetadataKeys:
+    return MetadataKeys.from_mapping(credentials.options.get("metadata_keys"))

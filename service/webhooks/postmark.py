@@ -1,0 +1,210 @@
+"""Postmark webhooks: one JSON object per POST, authenticated only by HTTP Basic credentials.
+
+Docs: postmarkapp.com/developer/webhooks/ (delivery, bounce, spam-complaint, open-tracking,
+click, subscription-change webhook pages), postmarkapp.com/developer/api/bounce-api (bounce
+types), postmarkapp.com/developer/api/webhooks-api (HttpAuth). Postmark signs nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from service.errors import ParseError, Rejected
+from service.events import Bounce, Event, EventType, Recipient, parse_time
+from service.webhooks.base import (
+    Adapter,
+    Context,
+    Credentials,
+    RawRecord,
+    WebhookRequest,
+    header,
+    make_event,
+    metadata_fields,
+)
+
+# Postmark "RecordType" -> canonical type, and the field holding the event time.
+# Bounce and SubscriptionChange are decided further by their Type / SuppressionReason.
+RECORD_TYPES: dict[str, tuple[EventType | None, str]] = {
+    "Delivery": (EventType.DELIVERED, "DeliveredAt"),
+    "Bounce": (None, "BouncedAt"),
+    "SpamComplaint": (EventType.COMPLAINED, "BouncedAt"),
+    "Open": (EventType.OPENED, "ReceivedAt"),
+    "Click": (EventType.CLICKED, "ReceivedAt"),
+    "SubscriptionChange": (None, "ChangedAt"),
+}
+
+# Bounce "Type" -> (canonical type, bounce class); None: not an event about the recipient.
+BOUNCE_TYPES: dict[str, tuple[EventType, str | None] | None] = {
+    "HardBounce": (EventType.BOUNCED, "hard"),
+    "SoftBounce": (EventType.BOUNCED, "soft"),
+    "Unknown": (EventType.BOUNCED, None),  # "Unable to classify the NDR"
+    "VirusNotification": (EventType.BOUNCED, None),
+    # "delivered, but ... blocked by the user, or classified as spam": a filter, not a complaint.
+    "SpamNotification": (EventType.BOUNCED, "soft"),
+    "Transient": (EventType.DEFERRED, None),  # "Message delayed"
+    "DnsError": (EventType.DEFERRED, None),  # "A temporary DNS error"
+    "Unsubscribe": (EventType.UNSUBSCRIBED, None),
+    "SpamComplaint": (EventType.COMPLAINED, None),
+    # Postmark never tried: the address is invalid, deactivated or refused by policy.
+    "BadEmailAddress": (EventType.DROPPED, None),
+    "ManuallyDeactivated": (EventType.DROPPED, None),
+    "Unconfirmed": (EventType.DROPPED, None),
+    "Blocked": (EventType.DROPPED, None),
+    "DMARCPolicy": (EventType.DROPPED, None),
+    "SMTPApiError": (EventType.DROPPED, None),
+    "TemplateRenderingFailed": (EventType.DROPPED, None),
+    # Replies and probes that say nothing about delivery.
+    "AutoResponder": None,
+    "AddressChange": None,
+    "ChallengeVerification": None,
+    "OpenRelayTest": None,
+    "Subscribe": None,
+    "InboundError": None,
+}
+
+# SubscriptionChange "SuppressionReason" when SuppressSending is true. A recipient's unsubscribe
+# is a ManualSuppression. Broadcast streams have no Bounce/SpamComplaint webhooks, so there the
+# suppression is the only report of a hard bounce or a complaint.
+SUPPRESSION_REASONS: dict[str | None, tuple[EventType, str | None]] = {
+    "ManualSuppression": (EventType.UNSUBSCRIBED, None),
+    None: (EventType.UNSUBSCRIBED, None),
+    "HardBounce": (EventType.BOUNCED, "hard"),
+    "SpamComplaint": (EventType.COMPLAINED, None),
+}
+
+BOUNCE_KINDS = frozenset({EventType.BOUNCED, EventType.DEFERRED, EventType.DROPPED})
+
+# Postmark times carry up to 7 fractional digits; Python keeps 6.
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
+    """Raise Rejected unless the Basic credentials equal one of the account's `user:password`."""
+    if not credentials.secrets:
+        raise Rejected("postmark: no Basic credentials are configured for this account")
+    given = _basic_credentials(header(request, "authorization"))
+    matched = False
+    for secret in credentials.secrets:  # every one, so timing does not tell which matched
+        matched |= hmac.compare_digest(given, secret.encode())
+    if not matched:
+        raise Rejected("postmark: Basic credentials do not match")
+
+
+def _basic_credentials(value: str | None) -> bytes:
+    scheme, _, token = (value or "").strip().partition(" ")
+    if scheme.lower() != "basic" or not token:
+        raise Rejected("postmark: Basic credentials are missing")
+    try:
+        return base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Rejected("postmark: Basic credentials are not base64") from exc
+
+
+def parse(record: RawRecord) -> list[Event]:
+    """Turn one Postmark POST into zero or one canonical event."""
+    data = _load(record.body)
+    name = data.get("RecordType")
+    if name not in RECORD_TYPES:
+        if name in (None, "Inbound"):
+            raise ParseError("postmark: an inbound message reached the events webhook")
+        raise ParseError(f"postmark: unknown RecordType {name!r}")
+    kind, time_field = RECORD_TYPES[name]
+    bounce_class: str | None = None
+    if name == "Bounce":
+        kind, bounce_class = _bounce_type(data)
+    elif name == "SubscriptionChange":
+        kind, bounce_class = _suppression(data)
+    if kind is None:
+        return []
+    email = data.get("Email") or data.get("Recipient")  # Email: Bounce, SpamComplaint
+    if not email and not data.get("MessageID"):
+        raise ParseError(f"postmark: {name} names neither a recipient nor a message")
+    meta = metadata_fields(_lookup(data), record.metadata_keys)
+    event_id = None if data.get("ID") is None else str(data["ID"])  # an integer beyond 2^53
+    return [
+        make_event(
+            record,
+            native_type=name,
+            type=kind,
+            occurred_at=_time(data, time_field, record),
+            recipient=Recipient(email or None, meta["contact_id"], meta["client_contact_id"]),
+            message_id=data.get("MessageID"),
+            provider_event_id=event_id,
+            id_discriminator=event_id,  # Bounce/SpamComplaint ids are fixed for the record
+            campaign_id=meta["campaign_id"],
+            delivery_id=meta["delivery_id"],
+            ab_version=meta["ab_version"],
+            bounce=_bounce(data, bounce_class) if kind in BOUNCE_KINDS else None,
+            url=data.get("OriginalLink") if name == "Click" else None,
+            ip=_object(data, "Geo").get("IP") if name in ("Open", "Click") else None,
+            user_agent=data.get("UserAgent") if name in ("Open", "Click") else None,
+        )
+    ]
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ParseError("postmark: body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise ParseError("postmark: body is not a JSON object")
+    return data
+
+
+def _bounce_type(data: dict[str, Any]) -> tuple[EventType | None, str | None]:
+    name = data.get("Type")
+    if name not in BOUNCE_TYPES:
+        raise ParseError(f"postmark: unknown bounce Type {name!r}")
+    return BOUNCE_TYPES[name] or (None, None)
+
+
+def _suppression(data: dict[str, Any]) -> tuple[EventType | None, str | None]:
+    if data.get("SuppressSending") is not True:
+        return None, None  # a reactivation: the address may be mailed again
+    reason = data.get("SuppressionReason")
+    if reason not in SUPPRESSION_REASONS:
+        raise ParseError(f"postmark: unknown SuppressionReason {reason!r}")
+    return SUPPRESSION_REASONS[reason]
+
+
+def _bounce(data: dict[str, Any], bounce_class: str | None) -> Bounce:
+    code = data.get("TypeCode")
+    reason = data.get("Details") or data.get("Description") or data.get("SuppressionReason")
+    return Bounce(bounce_class, None if code is None else str(code), reason or None)
+
+
+def _time(data: dict[str, Any], field: str, record: RawRecord) -> datetime:
+    value = data.get(field)
+    if value is None and data.get("RecordType") == "Bounce":
+        # Some bounce records (Type Unsubscribe) come without BouncedAt or Email (anymail #447):
+        # the time Mailfold received them is the closest known.
+        return record.received_at
+    if not isinstance(value, str):
+        raise ParseError(f"postmark: {data.get('RecordType')} has no {field}")
+    try:
+        return parse_time(_FRACTION.sub(r"\1", value))
+    except ValueError as exc:
+        raise ParseError(f"postmark: {field} {value!r} is not ISO-8601") from exc
+
+
+def _lookup(data: dict[str, Any]) -> dict[str, Any]:
+    """Metadata, plus the message's Tag under "Tag" so an account may map an id to it."""
+    meta = dict(_object(data, "Metadata"))
+    if data.get("Tag"):
+        meta.setdefault("Tag", data["Tag"])
+    return meta
+
+
+def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+ADAPTER = Adapter(name="postmark", verify=verify, parse=parse)

@@ -1,0 +1,251 @@
+"""SendGrid Event Webhook: JSON arrays of events, optionally signed with ECDSA P-256 (SHA-256).
+
+Docs:
+- https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event
+- https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features
+- https://github.com/sendgrid/sendgrid-python/blob/main/sendgrid/helpers/eventwebhook/__init__.py
+- https://support.sendgrid.com/hc/en-us/articles/4452853929115 (sg_machine_open)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+import orjson
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+
+from service.errors import ParseError, Rejected
+from service.events import Bounce, Event, EventType, Recipient
+from service.webhooks.base import (
+    Adapter,
+    Context,
+    Credentials,
+    RawRecord,
+    WebhookRequest,
+    from_epoch,
+    header,
+    make_event,
+    metadata_fields,
+)
+
+SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
+TIMESTAMP_HEADER = "x-twilio-email-event-webhook-timestamp"
+
+# SendGrid "event" -> canonical type.
+EVENT_TYPES: dict[str, EventType] = {
+    "processed": EventType.SENT,
+    "delivered": EventType.DELIVERED,
+    "deferred": EventType.DEFERRED,
+    "bounce": EventType.BOUNCED,  # class from "type" below
+    "dropped": EventType.DROPPED,
+    "open": EventType.OPENED,
+    "click": EventType.CLICKED,
+    "spamreport": EventType.COMPLAINED,
+    "unsubscribe": EventType.UNSUBSCRIBED,
+    "group_unsubscribe": EventType.UNSUBSCRIBED,
+}
+
+# Documented events that produce nothing:
+# - group_resubscribe: the recipient re-joined an unsubscribe group; no canonical type says that.
+# - account_status_change: a compliance action on the SendGrid account itself, with no recipient.
+IGNORED_EVENTS = frozenset({"group_resubscribe", "account_status_change"})
+
+# A bounce's "type": "bounce" is a hard bounce, "blocked" a temporary refusal (event.md, "type").
+# Payloads from before "blocked" existed carry no type; the docs describe "bounce" itself as
+# permanent, so those are hard too.
+BOUNCE_CLASSES: dict[str | None, str] = {"bounce": "hard", "blocked": "soft", None: "hard"}
+
+# Batches are flushed "every 30 seconds or when the batch size reaches 768 kilobytes" per
+# server, so one POST can run past 768 KB.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
+    """Raise Rejected unless an active public key verifies the signature over timestamp + body."""
+    signature = header(request, SIGNATURE_HEADER)
+    timestamp = header(request, TIMESTAMP_HEADER)
+    if not signature or not timestamp:
+        raise Rejected("sendgrid: signature or timestamp header missing")
+    check_timestamp(timestamp, ctx)
+    try:
+        der_signature = base64.b64decode(signature, validate=True)
+    except binascii.Error as exc:
+        raise Rejected("sendgrid: signature is not base64") from exc
+    keys = [key for key in map(load_key, credentials.secrets) if key is not None]
+    if not keys:
+        raise Rejected("sendgrid: no usable verification key is configured")
+    # The signed bytes are the timestamp header exactly as sent, then the raw body.
+    signed = timestamp.encode() + request.body
+    for key in keys:
+        try:
+            key.verify(der_signature, signed, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            continue
+        return
+    raise Rejected("sendgrid: signature does not match")
+
+
+def check_timestamp(timestamp: str, ctx: Context) -> None:
+    # SendGrid documents no tolerance; the window is Mailfold's own replay protection.
+    if not timestamp.isdigit():
+        raise Rejected("sendgrid: timestamp header is not epoch seconds")
+    age = abs(ctx.now().timestamp() - int(timestamp))
+    if age > ctx.replay_window.total_seconds():
+        raise Rejected("sendgrid: timestamp outside the replay window")
+
+
+def load_key(secret: str) -> ec.EllipticCurvePublicKey | None:
+    """A P-256 public key from PEM or from base64 DER as the SendGrid UI shows it; else None."""
+    try:
+        if "BEGIN PUBLIC KEY" in secret:
+            key = load_pem_public_key(secret.strip().encode())
+        else:
+            key = load_der_public_key(base64.b64decode("".join(secret.split()), validate=True))
+    except (ValueError, binascii.Error, UnsupportedAlgorithm):
+        return None
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return key
+    return None
+
+
+def parse(record: RawRecord) -> list[Event]:
+    """Turn one SendGrid POST (an array of events) into canonical events."""
+    try:
+        batch = orjson.loads(record.body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"sendgrid: body is not JSON ({exc})") from exc
+    if not isinstance(batch, list):
+        raise ParseError("sendgrid: body is not a JSON array of events")
+    events: list[Event] = []
+    for index, item in enumerate(batch):
+        if not isinstance(item, dict):
+            raise ParseError(f"sendgrid: event {index} is not an object")
+        event = parse_event(record, item, index)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | None:
+    name = item.get("event")
+    if not isinstance(name, str):
+        raise ParseError(f"sendgrid: event {index} has no event name")
+    native = name.lower()
+    if native in IGNORED_EVENTS:
+        return None
+    type_ = EVENT_TYPES.get(native)
+    if type_ is None:
+        raise ParseError(f"sendgrid: unknown event {name!r} (event {index})")
+    email = item.get("email")
+    if not isinstance(email, str) or not email.strip():
+        raise ParseError(f"sendgrid: {native} event {index} has no email")
+    meta = metadata_fields(custom_args(item), record.metadata_keys)
+    engaged = type_ in (EventType.OPENED, EventType.CLICKED)
+    machine, reason, agent = machine_open(item) if native == "open" else (None, None, None)
+    return make_event(
+        record,
+        native_type=native,
+        type=type_,
+        occurred_at=occurred_at(item, index),
+        recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
+        message_id=message_id(item),
+        provider_event_id=text(item.get("sg_event_id")),
+        id_discriminator=discriminator(native, item),
+        campaign_id=meta["campaign_id"],
+        delivery_id=meta["delivery_id"],
+        ab_version=meta["ab_version"],
+        bounce=bounce(native, item),
+        url=text(item.get("url")) if type_ is EventType.CLICKED else None,
+        # On delivery events "ip" is SendGrid's sending IP, not the recipient's.
+        ip=text(item.get("ip")) if engaged else None,
+        user_agent=text(item.get("useragent")) if engaged else None,
+        machine=machine,
+        machine_reason=reason,
+        agent_class=agent,
+    )
+
+
+def discriminator(native: str, item: dict[str, Any]) -> str | None:
+    """What tells two real events apart when message, recipient, second and URL agree.
+
+    sg_event_id changes when SendGrid retries (sendgrid/sendgrid-nodejs#1435), so it cannot be
+    used. These fields stay the same on a retry: the deferral's attempt number, the bounce type,
+    and which copy of a repeated link was clicked (scanners click every link within a second).
+    """
+    if native == "deferred":
+        return text(item.get("attempt"))
+    if native == "bounce":
+        return text(item.get("type"))
+    if native == "click" and isinstance(item.get("url_offset"), dict):
+        return text(item["url_offset"].get("index"))
+    return None
+
+
+def custom_args(item: dict[str, Any]) -> dict[str, Any]:
+    """Custom/unique args arrive flattened into the event; a nested object is a fallback."""
+    nested = item.get("unique_args") or item.get("custom_args")
+    return {**nested, **item} if isinstance(nested, dict) else item
+
+
+def occurred_at(item: dict[str, Any], index: int) -> datetime:
+    value = item.get("timestamp")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ParseError(f"sendgrid: event {index} has no timestamp")
+    try:
+        return from_epoch(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        reason = f"sendgrid: event {index} timestamp {value!r} is not epoch seconds"
+        raise ParseError(reason) from exc
+
+
+def message_id(item: dict[str, Any]) -> str | None:
+    """The send API's X-Message-Id: sg_message_id up to its first '.'.
+
+    Async bounces carry no sg_message_id (or an empty one): the receiving server accepted the
+    message and bounced it later, so SendGrid no longer knows which message it was.
+    """
+    value = text(item.get("sg_message_id"))
+    prefix = value.split(".", 1)[0].strip() if value else ""
+    return prefix or None
+
+
+def bounce(native: str, item: dict[str, Any]) -> Bounce | None:
+    if native == "bounce":
+        kind = text(item.get("type"))
+        return Bounce(BOUNCE_CLASSES.get(kind), text(item.get("status")), text(item.get("reason")))
+    if native == "dropped":
+        # Dropped before any attempt ("Bounced Address", "Unsubscribed Address", "Invalid"...).
+        return Bounce(None, text(item.get("status")), text(item.get("reason")))
+    if native == "deferred":
+        return Bounce(None, None, text(item.get("response")))
+    return None
+
+
+def machine_open(item: dict[str, Any]) -> tuple[bool | None, str | None, str | None]:
+    """sg_machine_open: true means the open came through Apple Mail Privacy Protection.
+
+    Some clients type it as a string, so "true"/"false" count too. Absent means SendGrid did
+    not say, which stays unknown.
+    """
+    flag = item.get("sg_machine_open")
+    if flag is True or flag == "true":
+        return True, "provider_flag", "apple_mpp"
+    if flag is False or flag == "false":
+        return False, "provider_flag", None
+    return None, None, None
+
+
+def text(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+ADAPTER = Adapter(name="sendgrid", verify=verify, parse=parse, max_body_bytes=MAX_BODY_BYTES)

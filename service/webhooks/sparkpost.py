@@ -1,0 +1,261 @@
+"""SparkPost event webhooks: JSON arrays of `{"msys": {"<class>_event": {...}}}`, Basic auth.
+
+Docs: developers.sparkpost.com/api/webhooks (event samples, the `[{"msys": {}}]` validation
+batch), support.sparkpost.com/docs/deliverability/bounce-classification-codes,
+sparkpost.com/docs/tech-resources/webhook-authentication, .../webhook-data-streams,
+sparkpost.com/docs/user-guide/comparing-data (webhook vs Events API timestamps).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from service.errors import ParseError, Rejected
+from service.events import Bounce, Event, EventType, Recipient, parse_time
+from service.webhooks.base import (
+    Adapter,
+    Context,
+    Credentials,
+    HandshakeReply,
+    RawRecord,
+    WebhookRequest,
+    from_epoch,
+    header,
+    make_event,
+    metadata_fields,
+)
+
+# SparkPost `type` -> canonical type. "bounce" and "out_of_band" are split by bounce_class below.
+EVENT_TYPES: dict[str, EventType] = {
+    "injection": EventType.SENT,
+    "delivery": EventType.DELIVERED,
+    "delay": EventType.DEFERRED,
+    "bounce": EventType.BOUNCED,
+    "out_of_band": EventType.BOUNCED,  # the remote MTA accepted, then bounced asynchronously
+    "policy_rejection": EventType.DROPPED,
+    "generation_failure": EventType.DROPPED,
+    "generation_rejection": EventType.DROPPED,
+    # "initial_open" is the pixel at the top of the message, "open" the one at the bottom: one
+    # human view can produce both.
+    "open": EventType.OPENED,
+    "initial_open": EventType.OPENED,
+    "amp_open": EventType.OPENED,
+    "amp_initial_open": EventType.OPENED,
+    "click": EventType.CLICKED,
+    "amp_click": EventType.CLICKED,
+    "list_unsubscribe": EventType.UNSUBSCRIBED,
+    "link_unsubscribe": EventType.UNSUBSCRIBED,
+    "spam_complaint": EventType.COMPLAINED,
+}
+
+# Documented event types that say nothing about a sent message's recipient; dropped on purpose:
+# inbound relay, A/B test results, SMS status.
+IGNORED_TYPES = frozenset(
+    {
+        "relay_injection",
+        "relay_rejection",
+        "relay_delivery",
+        "relay_tempfail",
+        "relay_permfail",
+        "ab_test_completed",
+        "ab_test_cancelled",
+        "sms_status",
+    }
+)
+# Event classes with no message event inside: inbound relay messages and Ingest API results
+# (whose types are just "success" / "error").
+IGNORED_CLASSES = frozenset({"relay_message", "ingest_event"})
+
+# bounce_class -> bounce class, from SparkPost's classification table. Its "Block" category
+# (50-54) is "usually temporary", so soft; 1 (Undetermined) says nothing, so null.
+HARD_CLASSES = frozenset({"10", "30", "90"})
+SOFT_CLASSES = frozenset(
+    {"20", "21", "22", "23", "24", "40", "50", "51", "52", "53", "54", "60", "70", "100"}
+)
+# 25 "Admin Failure" is SparkPost refusing by its own policy (e.g. the suppression list): the
+# message was never attempted, as with policy_rejection, so it is dropped even inside a bounce.
+# 26 "Smart Send Suppression" is the same kind of refusal.
+ADMIN_CLASSES = frozenset({"25", "26"})
+
+BOUNCE_TYPES = frozenset({"bounce", "out_of_band"})
+DETAIL_TYPES = frozenset(
+    {"delay", "policy_rejection", "generation_failure", "generation_rejection"}
+)
+ENGAGEMENT_TYPES = frozenset(
+    {"open", "initial_open", "amp_open", "amp_initial_open", "click", "amp_click"}
+)
+
+EPOCH = re.compile(r"\d+(\.\d+)?")
+
+
+async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
+    """Raise Rejected unless the request carries Basic credentials equal to a configured pair.
+
+    SparkPost event webhooks are not signed; Basic auth set on the webhook is what proves the
+    sender, so the body itself is not covered.
+    """
+    if not credentials.secrets:
+        raise Rejected("sparkpost: no Basic auth credentials configured")
+    given = basic_credentials(header(request, "authorization"))
+    matched = False
+    for secret in credentials.secrets:  # every pair is compared, so timing reveals no index
+        matched |= hmac.compare_digest(given, secret.encode())
+    if not matched:
+        raise Rejected("sparkpost: Basic auth credentials do not match")
+
+
+def basic_credentials(value: str | None) -> bytes:
+    """The decoded `user:password` of an `Authorization: Basic ...` header."""
+    scheme, _, token = (value or "").strip().partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        raise Rejected("sparkpost: missing Basic auth credentials")
+    try:
+        return base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Rejected("sparkpost: malformed Basic auth credentials") from exc
+
+
+async def handshake(
+    request: WebhookRequest, credentials: Credentials, ctx: Context
+) -> HandshakeReply | None:
+    """Answer SparkPost's validation batch `[{"msys": {}}]` (sent after verify has passed)."""
+    try:
+        batch = json.loads(request.body)
+    except ValueError:
+        return None
+    if isinstance(batch, list) and batch and all(item == {"msys": {}} for item in batch):
+        return HandshakeReply(200, {"ok": True})
+    return None
+
+
+def parse(record: RawRecord) -> list[Event]:
+    """Turn one SparkPost batch into canonical events; pings and ignored types yield nothing."""
+    try:
+        batch = json.loads(record.body)
+    except ValueError as exc:
+        raise ParseError(f"sparkpost: body is not JSON ({exc})") from exc
+    if not isinstance(batch, list):
+        raise ParseError("sparkpost: body is not a JSON array")
+    events = []
+    for index, item in enumerate(batch):
+        unwrapped = unwrap(item, index)
+        if unwrapped is not None:
+            event = parse_event(record, *unwrapped, index)
+            if event is not None:
+                events.append(event)
+    return events
+
+
+def unwrap(item: Any, index: int) -> tuple[str, dict[str, Any]] | None:
+    """`{"msys": {"<class>": {...}}}` -> (class, event); None for a ping (`{"msys": {}}`)."""
+    msys = item.get("msys") if isinstance(item, dict) else None
+    if not isinstance(msys, dict):
+        raise ParseError(f"sparkpost: item {index} has no msys object")
+    if not msys:
+        return None
+    if len(msys) != 1:
+        raise ParseError(f"sparkpost: item {index} has several event classes {sorted(msys)}")
+    ((event_class, event),) = msys.items()
+    if not isinstance(event, dict):
+        raise ParseError(f"sparkpost: item {index} {event_class} is not an object")
+    return event_class, event
+
+
+def parse_event(
+    record: RawRecord, event_class: str, event: dict[str, Any], index: int
+) -> Event | None:
+    """One unwrapped SparkPost event -> a canonical event, or None when dropped on purpose."""
+    name = event.get("type")
+    if event_class in IGNORED_CLASSES or name in IGNORED_TYPES:
+        return None
+    if not isinstance(name, str) or name not in EVENT_TYPES:
+        raise ParseError(f"sparkpost: unknown event type {name!r} in {event_class} (item {index})")
+    kind, bounce = EVENT_TYPES[name], None
+    if name in BOUNCE_TYPES:
+        bounce_class = text(event.get("bounce_class"))
+        if bounce_class in ADMIN_CLASSES:
+            kind = EventType.DROPPED
+        bounce = detail(event, classify(bounce_class))
+    elif name in DETAIL_TYPES:
+        bounce = detail(event, None)
+    meta = merged_metadata(event)
+    ids = metadata_fields(meta, record.metadata_keys)
+    engagement = name in ENGAGEMENT_TYPES
+    event_id = text(event.get("event_id"))
+    return make_event(
+        record,
+        native_type=name,
+        type=kind,
+        occurred_at=occurred_at(event.get("timestamp"), index),
+        recipient=Recipient(
+            text(event.get("rcpt_to")), ids["contact_id"], ids["client_contact_id"]
+        ),
+        message_id=text(event.get("transmission_id")),
+        provider_event_id=event_id,
+        id_discriminator=event_id,  # "uniquely identifies a given event", stable across retries
+        campaign_id=ids["campaign_id"],
+        delivery_id=ids["delivery_id"],
+        ab_version=ids["ab_version"],
+        bounce=bounce,
+        url=text(event.get("target_link_url")) if name in {"click", "amp_click"} else None,
+        # On message events ip_address is the receiving MX; only on opens/clicks is it the reader.
+        ip=text(event.get("ip_address")) if engagement else None,
+        user_agent=text(event.get("user_agent")) if engagement else None,
+    )
+
+
+def classify(bounce_class: str | None) -> str | None:
+    """SparkPost bounce_class -> "hard", "soft" or None (undetermined or unlisted)."""
+    if bounce_class in HARD_CLASSES:
+        return "hard"
+    if bounce_class in SOFT_CLASSES:
+        return "soft"
+    return None
+
+
+def detail(event: Mapping[str, Any], bounce_class: str | None) -> Bounce:
+    """The remote server's code and its unredacted answer (`reason` masks the address)."""
+    reason = text(event.get("raw_reason")) or text(event.get("reason"))
+    return Bounce(bounce_class, text(event.get("error_code")), reason)
+
+
+def merged_metadata(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Transmission `metadata` overlaid by the recipient's own `rcpt_meta`, which wins."""
+    merged: dict[str, Any] = {}
+    for key in ("metadata", "rcpt_meta"):
+        value = event.get(key)
+        if isinstance(value, dict):
+            merged.update(value)
+    return merged
+
+
+def occurred_at(value: Any, index: int) -> datetime:
+    """Webhook timestamps are epoch seconds as a string ("1454442600"); accept a bare number
+    and the Events API's ISO form too, both seen in published payloads."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return from_epoch(value)
+        if isinstance(value, str) and EPOCH.fullmatch(value.strip()):
+            return from_epoch(value.strip())
+        if isinstance(value, str):
+            return parse_time(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ParseError(f"sparkpost: unreadable timestamp {value!r} (item {index})") from exc
+    raise ParseError(f"sparkpost: missing timestamp (item {index})")
+
+
+def text(value: Any) -> str | None:
+    """A string field, or None when absent or empty; numbers become their decimal text."""
+    if value is None or value == "" or isinstance(value, bool | dict | list):
+        return None
+    return str(value)
+
+
+ADAPTER = Adapter(name="sparkpost", verify=verify, parse=parse, handshake=handshake)

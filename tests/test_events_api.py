@@ -1,0 +1,110 @@
+"""Event API validation and parsing (pure logic)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from service import events_api
+from service.errors import ParseError
+from service.events import EventType
+from service.webhooks.base import RawRecord
+
+GOOD = {
+    "type": "opened",
+    "occurred_at": "2025-06-01T10:00:00+02:00",
+    "campaign_id": "c1",
+    "delivery_id": "d1",
+    "recipient": {"email": "Jane@Example.com", "first_name": "Jane"},
+}
+
+
+def problems(body: object, max_events: int = 100) -> list[dict[str, object]]:
+    return events_api.validate(orjson.dumps(body), max_events)[1]
+
+
+def test_a_single_valid_event_has_no_problems() -> None:
+    assert problems(GOOD) == []
+
+
+def test_an_array_of_valid_events_has_no_problems() -> None:
+    assert problems([GOOD, {**GOOD, "type": "clicked", "url": "https://x.test/a"}]) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"type": "read"}, "type"),
+        ({"occurred_at": "2025-06-01T10:00:00"}, "occurred_at"),
+        ({"occurred_at": None}, "occurred_at"),
+        ({"recipient": {}}, "recipient"),
+        ({"recipient": {"email": "not-an-address"}}, "recipient.email"),
+        ({"recipient": {"email": "a@b.c", "nick": "x"}}, "recipient.nick"),
+        ({"delivery_id": None}, "delivery_id"),
+        ({"delivery_id": ""}, "delivery_id"),
+        ({"machine": "yes"}, "machine"),
+        ({"colour": "red"}, "colour"),
+        ({"type": "converted"}, "conversion.amount"),
+        ({"type": "converted", "conversion": {"amount": "12,5"}}, "conversion.amount"),
+        ({"type": "converted", "conversion": {"amount": 1, "currency": "euro"}}, "conversion.currency"),
+        ({"type": "custom"}, "name"),
+        ({"bounce": {"class": "medium"}}, "bounce.class"),
+        ({"url": "x" * 3000}, "url"),
+    ],
+)
+def test_each_bad_field_is_named_with_its_index(change: dict[str, object], field: str) -> None:
+    found = problems([GOOD, {**GOOD, **change}])
+    assert found, "expected a problem"
+    assert {(p["index"], p["field"]) for p in found} >= {(1, field)}
+    assert all(p["index"] == 1 for p in found)
+
+
+def test_a_body_that_is_not_json_is_one_problem() -> None:
+    _, found = events_api.validate(b"{nope", 10)
+    assert len(found) == 1 and "not JSON" in str(found[0]["message"])
+
+
+def test_too_many_events_is_refused_as_a_whole() -> None:
+    _, found = events_api.validate(orjson.dumps([GOOD] * 11), 10)
+    assert "at most 10" in str(found[0]["message"])
+
+
+def test_an_empty_array_is_refused() -> None:
+    assert problems([]) != []
+
+
+def record(body: object) -> RawRecord:
+    return RawRecord(account="acme", source="api", body=orjson.dumps(body))
+
+
+def test_parse_lower_cases_email_and_reads_the_zone() -> None:
+    (event,) = events_api.parse(record(GOOD))
+    assert event.recipient.email == "jane@example.com"
+    assert event.occurred_at.isoformat() == "2025-06-01T08:00:00+00:00"
+    assert event.type is EventType.OPENED
+    assert event.key() == b"acme:d1:jane@example.com"
+
+
+def test_the_same_event_posted_twice_gets_the_same_id() -> None:
+    (a,) = events_api.parse(record(GOOD))
+    (b,) = events_api.parse(record(GOOD))
+    assert a.event_id == b.event_id
+
+
+def test_a_different_platform_id_makes_a_different_event() -> None:
+    (a,) = events_api.parse(record({**GOOD, "id": "1"}))
+    (b,) = events_api.parse(record({**GOOD, "id": "2"}))
+    assert a.event_id != b.event_id
+
+
+def test_conversion_amount_stays_exact() -> None:
+    body = {**GOOD, "type": "converted", "conversion": {"amount": 0.1, "currency": "EUR"}}
+    (event,) = events_api.parse(record(body))
+    assert event.conversion is not None and event.conversion.amount == Decimal("0.1")
+
+
+def test_parse_refuses_what_validate_refuses() -> None:
+    with pytest.raises(ParseError, match="field 'type'"):
+        events_api.parse(record({**GOOD, "type": "nope"}))

@@ -121,7 +121,9 @@ class Producer:
             raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
         try:
             ack = await self._producer.send(topic, value, key=key, headers=headers or [])
-            await asyncio.wait_for(ack, self._settings.produce_timeout_s)
+            # The producer expires an unsent record after request_timeout_ms; waiting a little
+            # longer lets that verdict arrive, so a record answered with 503 is not sent later.
+            await asyncio.wait_for(ack, self._settings.produce_timeout_s + 5)
         except (KafkaError, TimeoutError, asyncio.TimeoutError) as exc:
             raise Unavailable(
                 f"event broker did not acknowledge: {type(exc).__name__}",
@@ -138,7 +140,7 @@ class Producer:
                 for topic, key, value, headers in items
             ]
             if acks:
-                await asyncio.wait_for(asyncio.gather(*acks), self._settings.produce_timeout_s)
+                await asyncio.wait_for(asyncio.gather(*acks), self._settings.produce_timeout_s + 5)
         except (KafkaError, TimeoutError, asyncio.TimeoutError) as exc:
             raise Unavailable(f"event broker did not acknowledge: {type(exc).__name__}") from exc
 
@@ -199,8 +201,15 @@ class Consumer:
         await self._consumer.stop()
 
     async def batch(self, timeout_ms: int) -> list[Record]:
-        """Wait up to `timeout_ms` for records; returns them in partition-offset order."""
-        fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        """Wait up to `timeout_ms` for records; none while the broker is unreachable."""
+        try:
+            fetched = await self._consumer.getmany(
+                timeout_ms=timeout_ms, max_records=self._max_records
+            )
+        except KafkaError as exc:
+            log.warning("fetch failed, retrying: %r", exc)
+            await asyncio.sleep(timeout_ms / 1000)
+            return []
         out: list[Record] = []
         for records in fetched.values():
             for r in records:
@@ -229,11 +238,18 @@ class Consumer:
             else:
                 self._consumer.seek(tp, committed)
 
-    async def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        """Commit `next offset to read` per partition to the group."""
-        await self._consumer.commit(
-            {TopicPartition(t, p): o for (t, p), o in offsets.items()}
-        )
+    async def commit(self, offsets: dict[tuple[str, int], int]) -> bool:
+        """Commit `next offset to read` per partition to the group; False if the broker refused.
+
+        A refused commit is harmless: the records are read again and their events, having the
+        same ids, fold once.
+        """
+        try:
+            await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except KafkaError as exc:
+            log.warning("offset commit failed: %r", exc)
+            return False
+        return True
 
     def assignment(self) -> set[tuple[str, int]]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}

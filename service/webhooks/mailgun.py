@@ -88,7 +88,7 @@ def signature_fields(body: bytes) -> tuple[str, str, str]:
     # The docs' table types the timestamp as an int, their payloads send a string: sign the text.
     if isinstance(timestamp, int) and not isinstance(timestamp, bool):
         timestamp = str(timestamp)
-    if not isinstance(timestamp, str) or not timestamp.isdigit():
+    if not isinstance(timestamp, str) or not (timestamp.isascii() and timestamp.isdigit()):
         raise Rejected("mailgun: signature timestamp is not epoch seconds")
     if not isinstance(token, str) or not token or not isinstance(signature, str):
         raise Rejected("mailgun: signature token or signature missing")

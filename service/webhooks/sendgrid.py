@@ -93,7 +93,7 @@ async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context
 
 def check_timestamp(timestamp: str, ctx: Context) -> None:
     # SendGrid documents no tolerance; the window is Mailfold's own replay protection.
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):
         raise Rejected("sendgrid: timestamp header is not epoch seconds")
     age = abs(ctx.now().timestamp() - int(timestamp))
     if age > ctx.replay_window.total_seconds():

@@ -14,7 +14,7 @@ from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-from service.errors import ParseError, Rejected
+from service.errors import ParseError, Rejected, Unavailable
 from service.events import Bounce, Event, EventType, Recipient, parse_time
 from service.webhooks import sns
 from service.webhooks.base import (
@@ -63,11 +63,11 @@ async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context
     """
     try:
         envelope = sns.load_envelope(request.body)
-        pinned = credentials.options.get("topic_arns") or ()
-        if isinstance(pinned, str) or envelope.get("TopicArn") not in pinned:
+        pinned = credentials.options.get("topic_arns")
+        if not isinstance(pinned, list | tuple) or envelope.get("TopicArn") not in pinned:
             raise Rejected("ses: TopicArn is not pinned for this account")
-        if ctx.fetch_certificate is None:
-            raise Rejected("ses: no source of SNS signing certificates")
+        if ctx.fetch_certificate is None:  # the service's setup, not the caller: SNS retries a 503
+            raise Unavailable("ses: no source of SNS signing certificates is configured")
         await sns.verify_signature(envelope, ctx.fetch_certificate, ctx.now())
     except sns.EnvelopeError as exc:
         raise Rejected(f"ses: {exc}") from exc
@@ -85,8 +85,8 @@ async def handshake(
     if envelope["Type"] == "Notification":
         return None
     if envelope["Type"] == "UnsubscribeConfirmation":
-        # Its SubscribeURL would re-subscribe the endpoint: record the unsubscription only.
-        return HandshakeReply(200, {"unsubscribed": True, "topic_arn": topic_arn})
+        # Its SubscribeURL would re-subscribe the endpoint: the notice is only recorded.
+        return _reply(envelope, "unsubscribe_requested", unsubscribed=True)
     url = envelope.get("SubscribeURL")
     if not isinstance(url, str) or not isinstance(topic_arn, str):
         raise Rejected("ses: SubscriptionConfirmation without SubscribeURL or TopicArn")
@@ -95,7 +95,18 @@ async def handshake(
     if ctx.confirm_subscription is None:
         return HandshakeReply(200, {"confirmed": False, "topic_arn": topic_arn})
     await ctx.confirm_subscription(url)
-    return HandshakeReply(200, {"confirmed": True, "topic_arn": topic_arn})
+    return _reply(envelope, "confirmed", confirmed=True)
+
+
+def _reply(envelope: Mapping[str, Any], status: str, **flag: bool) -> HandshakeReply:
+    """The answer to SNS, carrying the `subscription` the service records."""
+    topic_arn = envelope.get("TopicArn")
+    subscription = {
+        "topic_arn": topic_arn,
+        "status": status,
+        "message_id": envelope.get("MessageId"),
+    }
+    return HandshakeReply(200, {**flag, "topic_arn": topic_arn, "subscription": subscription})
 
 
 def parse(record: RawRecord) -> list[Event]:
@@ -167,7 +178,9 @@ def _ses_message(body: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
 Row = tuple[str | None, EventType, Bounce | None]
 
 
-def _rows(name: str, kind: EventType, detail: Mapping[str, Any], mail: Mapping[str, Any]) -> list[Row]:
+def _rows(
+    name: str, kind: EventType, detail: Mapping[str, Any], mail: Mapping[str, Any]
+) -> list[Row]:
     """(recipient, type, bounce) for each recipient the event concerns."""
     bounce: Bounce | None = None
     if name == "Bounce":
@@ -206,10 +219,14 @@ def _bounced(detail: Mapping[str, Any]) -> list[Row]:
 
 
 def _delay(recipient: Mapping[str, Any], delay: Mapping[str, Any]) -> Bounce:
-    return Bounce(None, recipient.get("status"), recipient.get("diagnosticCode") or delay.get("delayType"))
+    return Bounce(
+        None, recipient.get("status"), recipient.get("diagnosticCode") or delay.get("delayType")
+    )
 
 
-def _bounce(bounce_class: str | None, recipient: Mapping[str, Any], bounce: Mapping[str, Any]) -> Bounce:
+def _bounce(
+    bounce_class: str | None, recipient: Mapping[str, Any], bounce: Mapping[str, Any]
+) -> Bounce:
     reason = recipient.get("diagnosticCode")
     if not reason:
         reason = "/".join(filter(None, (bounce.get("bounceType"), bounce.get("bounceSubType"))))
@@ -222,8 +239,11 @@ def _unsubscribes(subscription: Mapping[str, Any]) -> bool:
     if new.get("unsubscribeAll") is True:
         return True
     old = _object(subscription, "oldTopicPreferences")
-    opted_out_before = {t.get("topicName") for t in _list(old.get("topicSubscriptionStatus"))
-                        if t.get("subscriptionStatus") == "OptOut"}
+    opted_out_before = {
+        t.get("topicName")
+        for t in _list(old.get("topicSubscriptionStatus"))
+        if t.get("subscriptionStatus") == "OptOut"
+    }
     return any(
         t.get("subscriptionStatus") == "OptOut" and t.get("topicName") not in opted_out_before
         for t in _list(new.get("topicSubscriptionStatus"))

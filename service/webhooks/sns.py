@@ -76,7 +76,9 @@ def is_sns_url(url: str) -> bool:
 def is_certificate_url(url: str) -> bool:
     """A `SigningCertURL` we may fetch: an SNS host and a `.pem` path, nothing else."""
     parts = urlsplit(url)
-    return is_sns_url(url) and parts.path.endswith(".pem") and not parts.query and not parts.fragment
+    return (
+        is_sns_url(url) and parts.path.endswith(".pem") and not parts.query and not parts.fragment
+    )
 
 
 def is_confirmation_url(url: str, topic_arn: str) -> bool:

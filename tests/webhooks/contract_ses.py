@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
+from service.errors import Rejected
 from service.webhooks.base import Context, Credentials, WebhookRequest
 
 TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:mailfold-ses-events"
@@ -107,6 +108,8 @@ class FakeSns:
 
     async def fetch_certificate(self, url: str) -> bytes:
         self.fetched.append(url)
+        if url not in self.certificates:  # what SNS answers for a certificate it never issued
+            raise Rejected(f"ses: no SNS certificate at {url}")
         return self.certificates[url]
 
     async def confirm_subscription(self, url: str) -> None:

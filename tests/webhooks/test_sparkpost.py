@@ -226,7 +226,7 @@ def test_unknown_event_type_is_a_parse_error() -> None:
     ],
 )
 def test_malformed_bodies_are_parse_errors(body: bytes) -> None:
-    with pytest.raises(ParseError, match="^sparkpost: "):
+    with pytest.raises(ParseError, match=r"^sparkpost: "):
         parse(body)
 
 

@@ -1,0 +1,121 @@
+"""The fold's defining property, on the real database: any permutation of a set of events, with
+any duplicates, in any batching, folds to exactly the rows of the set folded once in order."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consumers.fold import fold_rows, prepare, to_row
+from service import db
+from service.events import Bounce, Conversion, EventType, Recipient
+from service.webhooks.base import RawRecord, make_event
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
+RECORD = RawRecord(account="acme", source="api", body=b"")
+
+
+def ev(kind: EventType, minutes: int, who: str, delivery: str | None = "d1", **kw: Any) -> Any:
+    return make_event(
+        RECORD,
+        native_type=kind.value,
+        type=kind,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        recipient=Recipient(email=f"{who}@example.com", first_name=who.title()),
+        campaign_id="c1" if delivery else None,
+        delivery_id=delivery,
+        message_id=kw.pop("message_id", f"m-{who}"),
+        **kw,
+    )
+
+
+POOL = [
+    ev(EventType.SENT, 0, "ann"),
+    ev(EventType.DELIVERED, 1, "ann"),
+    ev(EventType.OPENED, 5, "ann", machine=True),
+    ev(EventType.OPENED, 9, "ann", machine=False, ip="1.2.3.4"),
+    ev(EventType.CLICKED, 10, "ann", url="https://x.test/a"),
+    ev(EventType.CLICKED, 11, "ann", url="https://x.test/b", machine=True),
+    ev(EventType.CLICKED, 70, "ann", url="https://x.test/a"),
+    ev(EventType.CONVERTED, 80, "ann", conversion=Conversion(Decimal("10.25"), "EUR")),
+    ev(EventType.CONVERTED, 90, "ann", conversion=Conversion(Decimal("5"), "EUR")),
+    ev(EventType.UNSUBSCRIBED, 95, "ann"),
+    ev(EventType.SENT, 0, "bob"),
+    ev(EventType.BOUNCED, 3, "bob", bounce=Bounce("soft", "4.2.2", "full")),
+    ev(EventType.BOUNCED, 300, "bob", delivery=None, bounce=Bounce("hard", "5.1.1", "gone")),
+    ev(EventType.DEFERRED, 2, "bob"),
+    ev(EventType.SENT, 0, "cy", delivery="d2"),
+    ev(EventType.COMPLAINED, 600, "cy", delivery=None),
+    ev(EventType.OPENED, 30, "cy", delivery="d2"),
+]
+ROWS = [to_row(e) for e in POOL]
+TABLES = {
+    "recipients": "account_id, delivery_id, recipient_key",
+    "delivery_stats": "account_id, delivery_id, hour, type",
+    "link_stats": "account_id, delivery_id, url, recipient_key",
+    "messages": "account_id, message_id, recipient_key",
+}
+
+
+async def fold_in_batches(dsn: str, batches: list[list[int]]) -> dict[str, list[Any]]:
+    conn = await db.connect(dsn)
+    try:
+        await conn.execute(
+            "TRUNCATE events, recipients, delivery_stats, link_stats, messages, consumer_offsets"
+        )
+        await prepare(conn)
+        for batch in batches:
+            await fold_rows(conn, [ROWS[i] for i in batch], "g", "t", {})
+        # The idle sweep: attribution committed by the last batch is picked up at the latest here.
+        await fold_rows(conn, [], "g", "t", {})
+        return {
+            table: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order}")]
+            for table, order in TABLES.items()
+        }
+    finally:
+        await conn.close()
+
+
+@st.composite
+def shuffled_batches(draw: st.DrawFn) -> list[list[int]]:
+    indexes = list(range(len(POOL)))
+    extra = draw(st.lists(st.sampled_from(indexes), max_size=12))
+    order = draw(st.permutations(indexes + extra))
+    cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=5)))
+    bounds = [0, *cuts, len(order)]
+    return [order[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+@pytest.fixture
+def database_dsn(database: str) -> str:
+    return database
+
+
+@pytest.fixture
+def expected(database_dsn: str) -> dict[str, list[Any]]:
+    return asyncio.run(fold_in_batches(database_dsn, [list(range(len(POOL)))]))
+
+
+def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[Any]]) -> None:
+    ann = next(r for r in expected["recipients"] if r["recipient_key"] == "ann@example.com")
+    assert (ann["open_count"], ann["open_human_count"], ann["open_machine_count"]) == (2, 1, 1)
+    assert ann["click_count"] == 3 and ann["conversions_amount"] == Decimal("15.25")
+    bob = next(r for r in expected["recipients"] if r["recipient_key"] == "bob@example.com")
+    assert (bob["bounce_class"], bob["bounce_reason"]) == ("hard", "gone")  # hard outranks soft
+    cy = next(r for r in expected["recipients"] if r["recipient_key"] == "cy@example.com")
+    assert cy["delivery_id"] == "d2" and cy["complained_at"] is not None  # attributed late
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=shuffled_batches())
+def test_any_order_duplicates_and_batching_fold_to_the_same_rows(
+    database_dsn: str, expected: dict[str, list[Any]], batches: list[list[int]]
+) -> None:
+    assert asyncio.run(fold_in_batches(database_dsn, batches)) == expected

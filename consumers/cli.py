@@ -39,7 +39,12 @@ def out(data: Any) -> None:
 async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
     await db.apply_schema(settings.database_url)
     await kafka.ensure_topics(settings)
-    out({"schema": "applied", "topics": [settings.raw_topic, settings.events_topic, settings.dlq_topic]})
+    out(
+        {
+            "schema": "applied",
+            "topics": [settings.raw_topic, settings.events_topic, settings.dlq_topic],
+        }
+    )
 
 
 async def cmd_accounts(settings: Settings, args: argparse.Namespace) -> None:
@@ -98,8 +103,15 @@ async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
     finally:
         await conn.close()
     # Never echo the secret itself.
-    out({"account": args.account, "provider": args.provider, "options": options,
-         "secret_slot": args.slot if secret else None, "retired_slot": args.retire_slot})  # fmt: skip
+    out(
+        {
+            "account": args.account,
+            "provider": args.provider,
+            "options": options,
+            "secret_slot": args.slot if secret else None,
+            "retired_slot": args.retire_slot,
+        }
+    )
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:
@@ -132,7 +144,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("normalizer", help="run the normalize consumer")
     sub.add_parser("fold", help="run the fold consumer")
 
-    acc = sub.add_parser("accounts", help="manage accounts").add_subparsers(dest="action", required=True)
+    acc = sub.add_parser("accounts", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
     create = acc.add_parser("create", help="create an account; prints its login and secret")
     create.add_argument("name")
     create.add_argument("--allow-ip", action="append", metavar="CIDR")

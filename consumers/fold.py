@@ -24,12 +24,38 @@ from service.settings import Settings
 log = logging.getLogger("mailfold.fold")
 
 COLUMNS = (
-    "event_id", "occurred_at", "account_id", "source", "type", "native_type", "campaign_id",
-    "delivery_id", "message_id", "recipient_key", "email", "contact_id", "client_contact_id",
-    "first_name", "surname", "bounce_class", "bounce_code", "bounce_reason", "url", "ip",
-    "user_agent", "machine", "machine_reason", "agent_class", "ab_version", "amount", "currency",
-    "name", "payload", "provider_event_id", "received_at",
-)  # fmt: skip
+    "event_id",
+    "occurred_at",
+    "account_id",
+    "source",
+    "type",
+    "native_type",
+    "campaign_id",
+    "delivery_id",
+    "message_id",
+    "recipient_key",
+    "email",
+    "contact_id",
+    "client_contact_id",
+    "first_name",
+    "surname",
+    "bounce_class",
+    "bounce_code",
+    "bounce_reason",
+    "url",
+    "ip",
+    "user_agent",
+    "machine",
+    "machine_reason",
+    "agent_class",
+    "ab_version",
+    "amount",
+    "currency",
+    "name",
+    "payload",
+    "provider_event_id",
+    "received_at",
+)
 SWEEP_EVERY_S = 2.0
 # Errors after which the same batch is simply tried again on a fresh connection.
 RETRYABLE = (
@@ -56,13 +82,38 @@ def to_row(e: Event) -> tuple[Any, ...]:
     """One ledger row (COLUMNS order) for an event."""
     r, b, c = e.recipient, e.bounce, e.conversion
     return (
-        uuid.UUID(e.event_id), e.occurred_at, e.account, e.source, e.type.value, e.native_type,
-        e.campaign_id, e.delivery_id, e.message_id, r.key(), r.email, r.contact_id,
-        r.client_contact_id, r.first_name, r.surname, b.bounce_class if b else None,
-        b.code if b else None, b.reason if b else None, e.url, e.ip, e.user_agent, e.machine,
-        e.machine_reason, e.agent_class, e.ab_version, c.amount if c else None,
-        c.currency if c else None, e.name, e.payload, e.provider_event_id, e.received_at,
-    )  # fmt: skip
+        uuid.UUID(e.event_id),
+        e.occurred_at,
+        e.account,
+        e.source,
+        e.type.value,
+        e.native_type,
+        e.campaign_id,
+        e.delivery_id,
+        e.message_id,
+        r.key(),
+        r.email,
+        r.contact_id,
+        r.client_contact_id,
+        r.first_name,
+        r.surname,
+        b.bounce_class if b else None,
+        b.code if b else None,
+        b.reason if b else None,
+        e.url,
+        e.ip,
+        e.user_agent,
+        e.machine,
+        e.machine_reason,
+        e.agent_class,
+        e.ab_version,
+        c.amount if c else None,
+        c.currency if c else None,
+        e.name,
+        e.payload,
+        e.provider_event_id,
+        e.received_at,
+    )
 
 
 async def fold_rows(
@@ -174,9 +225,7 @@ class Fold:
         """Fold a batch as one transaction; a record the database refuses goes to the DLQ."""
         rows, poison = self.decode_batch(records)
         if poison:
-            await self.producer.send_many(
-                [self.dead_letter(rec, reason) for rec, reason in poison]
-            )
+            await self.producer.send_many([self.dead_letter(rec, reason) for rec, reason in poison])
         try:
             await self.commit(rows, next_offsets(records), len(records))
         except asyncpg.PostgresError as exc:
@@ -217,7 +266,9 @@ class Fold:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    def dead_letter(self, rec: kafka.Record, reason: str) -> tuple[str, bytes | None, bytes, kafka.Headers]:
+    def dead_letter(
+        self, rec: kafka.Record, reason: str
+    ) -> tuple[str, bytes | None, bytes, kafka.Headers]:
         headers = [*rec.headers.items()]
         headers += [
             ("dlq-reason", reason.encode()[:4000]),

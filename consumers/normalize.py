@@ -49,7 +49,9 @@ def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
     producer = kafka.Producer(settings)
-    consumer = kafka.Consumer(settings, settings.raw_topic, settings.normalize_group, max_records=500)
+    consumer = kafka.Consumer(
+        settings, settings.raw_topic, settings.normalize_group, max_records=500
+    )
     await producer.start()
     await consumer.start()
     try:
@@ -70,7 +72,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await producer.stop()
 
 
-async def send_until_acked(producer: kafka.Producer, outputs: list[Output], stop: asyncio.Event) -> bool:
+async def send_until_acked(
+    producer: kafka.Producer, outputs: list[Output], stop: asyncio.Event
+) -> bool:
     delay = 0.2
     while True:
         try:

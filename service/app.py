@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,26 +20,16 @@ from starlette.routing import Route
 
 from service import db, events_api, kafka
 from service.auth import Authenticator
-from service.errors import BadInput, MailfoldError, NotFound, TooLarge, Unavailable
+from service.errors import BadInput, MailfoldError, NotFound
+from service.http import error_response, json, read_body, remote_addr, request_id
 from service.ingest import Ingest, RawSink
 from service.providers import CredentialStore, metadata_keys
-from service.read import recipients
+from service.read import ROUTES as READ_ROUTES
 from service.settings import Settings
 from service.webhooks import PROVIDERS
 from service.webhooks.base import Context, RawRecord, WebhookRequest
 
 log = logging.getLogger("mailfold.service")
-
-
-def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers, media_type="application/json")
-
-
-def error_response(exc: MailfoldError) -> Response:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
-    if exc.status == 401:
-        headers = {"WWW-Authenticate": 'Basic realm="mailfold"'}
-    return json(exc.body(), exc.status, headers)
 
 
 class Service:
@@ -73,33 +61,6 @@ class Service:
         if self.producer is not None:
             await self.producer.stop()  # flushes what is in flight
         await self.pool.close()
-
-
-def remote_addr(request: Request, settings: Settings) -> str | None:
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else None
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (413) as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    return given if 0 < len(given) <= 128 else uuid.uuid4().hex
 
 
 async def post_events(request: Request) -> Response:
@@ -173,28 +134,6 @@ async def record_handshake(svc: Service, account: str, provider: str, body: dict
     log.info("%s handshake: %s", provider, sub.get("status"), extra={"account": account})
 
 
-async def get_recipients(request: Request) -> Response:
-    svc: Service = request.app.state.service
-    account = await svc.auth.account(
-        request.headers.get("authorization"), remote_addr(request, svc.settings)
-    )
-    campaign, delivery = request.path_params["campaignId"], request.path_params["deliveryId"]
-    query = recipients.build(account, campaign, delivery, request.query_params)
-    async with svc.pool.acquire() as conn:
-        if not await conn.fetchval(db.QUERIES["delivery_exists"], account, campaign, delivery):
-            raise NotFound(f"delivery {campaign}/{delivery} not found")
-        sql, args = recipients.page_sql(query)
-        rows = await conn.fetch(sql, *args)
-        sql, args = recipients.count_sql(query)
-        total = await conn.fetchval(sql, *args)
-    return json(
-        {
-            "recipients": [recipients.to_json(r) for r in rows],
-            "paging": {"start": query.offset, "count": len(rows), "totalCount": total},
-        }
-    )
-
-
 async def healthz(request: Request) -> Response:
     return json({"status": "ok"})
 
@@ -248,7 +187,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/v1/events", post_events, methods=["POST"]),
             Route("/webhooks/{provider}/{account}", post_webhook, methods=["POST"]),
-            Route("/v1/deliveries/{campaignId}/{deliveryId}/recipients", get_recipients),
+            *READ_ROUTES,
         ],
         lifespan=lifespan,
         exception_handlers={MailfoldError: on_error, Exception: on_unexpected},

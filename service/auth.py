@@ -33,7 +33,9 @@ def _derive(secret_key: str, purpose: bytes) -> bytes:
 
 
 def hash_secret(secret_key: str, secret: str) -> bytes:
-    return hmac.new(_derive(secret_key, b"account-secret"), secret.encode(), hashlib.sha256).digest()
+    return hmac.new(
+        _derive(secret_key, b"account-secret"), secret.encode(), hashlib.sha256
+    ).digest()
 
 
 def encrypt(secret_key: str, plaintext: str, context: str) -> bytes:

@@ -27,7 +27,15 @@ def load_queries(text: str) -> dict[str, str]:
     return queries
 
 
-QUERIES = load_queries(QUERIES_PATH.read_text())
+def _all_queries() -> dict[str, str]:
+    """queries.sql plus queries/<area>.sql; a name may be defined once across all of them."""
+    text = QUERIES_PATH.read_text()
+    for path in sorted((ROOT / "queries").glob("*.sql")):
+        text += "\n" + path.read_text()
+    return load_queries(text)
+
+
+QUERIES = _all_queries()
 
 
 async def _init_connection(conn: asyncpg.Connection[Any]) -> None:

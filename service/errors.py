@@ -1,13 +1,13 @@
 """The error tree: each error maps to exactly one outcome.
 
-    MailfoldError
-    ├── Rejected        401  the caller is not who it claims (bad signature, credentials)
-    ├── Forbidden       403  authenticated, but not from an allowed address
-    ├── BadInput        400  the request names something invalid (each problem listed)
-    ├── TooLarge        413  the body exceeds the configured maximum
-    ├── NotFound        404  nothing this account owns answers to that
-    └── Unavailable     503  a dependency (the broker, the database) did not answer: retry later
-    ParseError              an unreadable record: sent to mailfold.dlq with the message as reason
+MailfoldError
+├── Rejected        401  the caller is not who it claims (bad signature, credentials)
+├── Forbidden       403  authenticated, but not from an allowed address
+├── BadInput        400  the request names something invalid (each problem listed)
+├── TooLarge        413  the body exceeds the configured maximum
+├── NotFound        404  nothing this account owns answers to that
+└── Unavailable     503  a dependency (the broker, the database) did not answer: retry later
+ParseError              an unreadable record: sent to mailfold.dlq with the message as reason
 """
 
 from __future__ import annotations

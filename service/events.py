@@ -85,7 +85,7 @@ class Event:
     payload: Any = None
 
     def key(self) -> bytes:
-        """The Kafka key of mailfold.events: one recipient of one delivery stays in one partition."""
+        """The Kafka key on mailfold.events: a recipient of a delivery stays in one partition."""
         return f"{self.account}:{self.delivery_id or ''}:{self.recipient.key()}".encode()
 
     def with_received_at(self, received_at: datetime) -> Event:

@@ -25,9 +25,23 @@ from service.webhooks.base import RawRecord, make_event
 
 SOURCE = "api"
 TOP_FIELDS = {
-    "id", "type", "occurred_at", "campaign_id", "delivery_id", "message_id", "recipient",
-    "bounce", "url", "ip", "user_agent", "machine", "ab_version", "conversion", "name", "payload",
-}  # fmt: skip
+    "id",
+    "type",
+    "occurred_at",
+    "campaign_id",
+    "delivery_id",
+    "message_id",
+    "recipient",
+    "bounce",
+    "url",
+    "ip",
+    "user_agent",
+    "machine",
+    "ab_version",
+    "conversion",
+    "name",
+    "payload",
+}
 RECIPIENT_FIELDS = {"email", "contact_id", "client_contact_id", "first_name", "surname"}
 ID_FIELDS = ("id", "campaign_id", "delivery_id", "message_id", "ab_version")
 TEXT_FIELDS = ("url", "ip", "user_agent")
@@ -162,9 +176,7 @@ def _event(record: RawRecord, item: dict[str, Any]) -> Event:
         machine=item.get("machine"),
         machine_reason="api" if item.get("machine") is not None else None,
         ab_version=item.get("ab_version"),
-        conversion=Conversion(parse_amount(conv["amount"]), conv.get("currency"))
-        if conv
-        else None,
+        conversion=Conversion(parse_amount(conv["amount"]), conv.get("currency")) if conv else None,
         name=item.get("name"),
         payload=item.get("payload"),
     )
@@ -175,5 +187,7 @@ def parse(record: RawRecord) -> list[Event]:
     items, problems = validate(record.body, max_events=1_000_000)
     if problems:
         first = problems[0]
-        raise ParseError(f"api: event {first['index']} field {first['field']!r}: {first['message']}")
+        raise ParseError(
+            f"api: event {first['index']} field {first['field']!r}: {first['message']}"
+        )
     return [_event(record, item) for item in items]

@@ -14,7 +14,12 @@ class RawSink(Protocol):
     """Where accepted bodies go; `kafka.Producer` in production."""
 
     async def send(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None: ...
 
 

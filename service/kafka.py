@@ -8,6 +8,7 @@ fold stores its offsets in PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -68,10 +69,8 @@ async def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> None:
             if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()
 
@@ -94,7 +93,7 @@ class Producer:
         self._starting = asyncio.Lock()
 
     async def start(self) -> None:
-        """Connect; if the broker is down, `send` retries the connection and answers 503 meanwhile."""
+        """Connect; while the broker is down, `send` retries this and answers 503 meanwhile."""
         async with self._starting:
             if not self._started:
                 await self._producer.start()
@@ -124,7 +123,7 @@ class Producer:
             # The producer expires an unsent record after request_timeout_ms; waiting a little
             # longer lets that verdict arrive, so a record answered with 503 is not sent later.
             await asyncio.wait_for(ack, self._settings.produce_timeout_s + 5)
-        except (KafkaError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (KafkaError, TimeoutError) as exc:
             raise Unavailable(
                 f"event broker did not acknowledge: {type(exc).__name__}",
                 retry_after=self._settings.retry_after_s,
@@ -141,7 +140,7 @@ class Producer:
             ]
             if acks:
                 await asyncio.wait_for(asyncio.gather(*acks), self._settings.produce_timeout_s + 5)
-        except (KafkaError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (KafkaError, TimeoutError) as exc:
             raise Unavailable(f"event broker did not acknowledge: {type(exc).__name__}") from exc
 
     async def partitions_for(self, topic: str) -> set[int]:

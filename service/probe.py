@@ -1,8 +1,8 @@
 """Readiness probes the service scripts use: a real connection, with a timeout.
 
-    python -m service.probe kafka HOST:PORT [--timeout S]
-    python -m service.probe postgres DSN [--timeout S]
-    python -m service.probe createdb DSN NAME
+python -m service.probe kafka HOST:PORT [--timeout S]
+python -m service.probe postgres DSN [--timeout S]
+python -m service.probe createdb DSN NAME
 """
 
 from __future__ import annotations

@@ -46,7 +46,9 @@ def from_kafka(value: bytes, headers: Mapping[str, bytes]) -> RawRecord:
         received_at=parse_time(received.decode()) if received else datetime.now(UTC),
         request_id=headers.get("request-id", b"").decode() or None,
         headers={
-            k[len(KEPT_PREFIX) :]: v.decode() for k, v in headers.items() if k.startswith(KEPT_PREFIX)
+            k[len(KEPT_PREFIX) :]: v.decode()
+            for k, v in headers.items()
+            if k.startswith(KEPT_PREFIX)
         },
         metadata_keys=MetadataKeys.from_mapping(orjson.loads(keys) if keys else None),
     )

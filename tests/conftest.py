@@ -20,8 +20,14 @@ from service import db, kafka
 from service.settings import Settings
 from tests.harness import Harness
 
-KAFKA = os.environ.get("MAILFOLD_TEST_KAFKA", "127.0.0.1:19092")
-DATABASE = os.environ.get("MAILFOLD_TEST_DATABASE", "postgresql://mailfold@127.0.0.1:15432")
+# The same ports scripts/services uses (MAILFOLD_KAFKA_PORT, MAILFOLD_PG_PORT), unless named.
+KAFKA = os.environ.get(
+    "MAILFOLD_TEST_KAFKA", f"127.0.0.1:{os.environ.get('MAILFOLD_KAFKA_PORT', '19092')}"
+)
+DATABASE = os.environ.get(
+    "MAILFOLD_TEST_DATABASE",
+    f"postgresql://mailfold@127.0.0.1:{os.environ.get('MAILFOLD_PG_PORT', '15432')}",
+)
 TEMPLATE = "mailfold_test_template"
 
 

@@ -64,7 +64,9 @@ class Harness:
             self._pool = await db.create_pool(self.settings.database_url, 4)
         return self._pool
 
-    async def start_app(self, *, sink: RawSink | None = None, context: Context | None = None) -> str:
+    async def start_app(
+        self, *, sink: RawSink | None = None, context: Context | None = None
+    ) -> str:
         app = create_app(self.settings, sink=sink, context=context)
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)

@@ -53,8 +53,12 @@ def db_view(rows: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
             "open_machine_count": r["open_machine_count"],
             "event_count": r["event_count"],
         }
-        for kind, column in (("sent", "sent_at"), ("delivered", "delivered_at"),
-                             ("opened", "opened_at"), ("clicked", "clicked_at")):  # fmt: skip
+        for kind, column in (
+            ("sent", "sent_at"),
+            ("delivered", "delivered_at"),
+            ("opened", "opened_at"),
+            ("clicked", "clicked_at"),
+        ):
             value: datetime | None = r[column]
             if value is not None:
                 view[f"{kind}_first"] = value

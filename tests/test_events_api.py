@@ -48,7 +48,10 @@ def test_an_array_of_valid_events_has_no_problems() -> None:
         ({"colour": "red"}, "colour"),
         ({"type": "converted"}, "conversion.amount"),
         ({"type": "converted", "conversion": {"amount": "12,5"}}, "conversion.amount"),
-        ({"type": "converted", "conversion": {"amount": 1, "currency": "euro"}}, "conversion.currency"),
+        (
+            {"type": "converted", "conversion": {"amount": 1, "currency": "euro"}},
+            "conversion.currency",
+        ),
         ({"type": "custom"}, "name"),
         ({"bounce": {"class": "medium"}}, "bounce.class"),
         ({"url": "x" * 3000}, "url"),

@@ -4,6 +4,7 @@ any duplicates, in any batching, folds to exactly the rows of the set folded onc
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -90,7 +91,7 @@ def shuffled_batches(draw: st.DrawFn) -> list[list[int]]:
     order = draw(st.permutations(indexes + extra))
     cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=5)))
     bounds = [0, *cuts, len(order)]
-    return [order[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [order[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 @pytest.fixture
@@ -113,7 +114,9 @@ def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[
     assert cy["delivery_id"] == "d2" and cy["complained_at"] is not None  # attributed late
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(batches=shuffled_batches())
 def test_any_order_duplicates_and_batching_fold_to_the_same_rows(
     database_dsn: str, expected: dict[str, list[Any]], batches: list[list[int]]

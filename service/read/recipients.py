@@ -10,6 +10,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import db
+from service.errors import NotFound
+from service.http import authenticate, json, service_of
 from service.read.params import bad, integer, known_only, moment
 
 # signal -> the column holding its first time
@@ -186,3 +192,24 @@ def to_json(row: Any) -> dict[str, Any]:
         "abVersion": row["ab_version"],
         "status": row["status"],
     }
+
+
+async def endpoint(request: Request) -> Response:
+    """GET /v1/deliveries/{campaignId}/{deliveryId}/recipients"""
+    svc = service_of(request)
+    account = await authenticate(request)
+    campaign, delivery = request.path_params["campaignId"], request.path_params["deliveryId"]
+    query = build(account, campaign, delivery, request.query_params)
+    async with svc.pool.acquire() as conn:
+        if not await conn.fetchval(db.QUERIES["delivery_exists"], account, campaign, delivery):
+            raise NotFound(f"delivery {campaign}/{delivery} not found")
+        sql, args = page_sql(query)
+        rows = await conn.fetch(sql, *args)
+        sql, args = count_sql(query)
+        total = await conn.fetchval(sql, *args)
+    return json(
+        {
+            "recipients": [to_json(r) for r in rows],
+            "paging": {"start": query.offset, "count": len(rows), "totalCount": total},
+        }
+    )

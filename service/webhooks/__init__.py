@@ -10,7 +10,14 @@ import importlib
 
 from service.webhooks.base import Adapter
 
-PROVIDER_MODULES: tuple[str, ...] = ()
+PROVIDER_MODULES: tuple[str, ...] = (
+    "sendgrid",
+    "mailgun",
+    "ses",
+    "postmark",
+    "sparkpost",
+    "mandrill",
+)
 
 
 def _load() -> dict[str, Adapter]:

@@ -30,7 +30,8 @@ def make_events(n: int, seed: int, delivery: str = "d1") -> list[dict[str, Any]]
         kind = rnd.choice(kinds)
         e: dict[str, Any] = {
             "type": kind,
-            "occurred_at": f"2025-06-{1 + i % 28:02d}T{rnd.randrange(24):02d}:{rnd.randrange(60):02d}:{i % 60:02d}Z",
+            "occurred_at": f"2025-06-{1 + i % 28:02d}T{rnd.randrange(24):02d}:"
+            f"{rnd.randrange(60):02d}:{i % 60:02d}Z",
             "campaign_id": "c1",
             "delivery_id": delivery,
             "recipient": {"email": f"r{rnd.randrange(40)}@example.com"},
@@ -54,10 +55,15 @@ async def check_against_oracle(h: Harness, accepted: list[dict[str, Any]]) -> No
         await wait_for(view, lambda got: got == expected, timeout=60)
     except AssertionError:
         got = await view()
-        diff = {k: (expected.get(k), got.get(k)) for k in expected.keys() | got.keys()
-                if expected.get(k) != got.get(k)}  # fmt: skip
+        diff = {
+            k: (expected.get(k), got.get(k))
+            for k in expected.keys() | got.keys()
+            if expected.get(k) != got.get(k)
+        }
         sample = dict(list(diff.items())[:3])
-        raise AssertionError(f"{len(diff)} recipients differ; e.g. (expected, got): {sample}") from None
+        raise AssertionError(
+            f"{len(diff)} recipients differ; e.g. (expected, got): {sample}"
+        ) from None
 
 
 async def post_all(client: httpx.AsyncClient, events: list[dict[str, Any]], size: int) -> None:
@@ -80,8 +86,10 @@ async def test_fold_killed_mid_stream_and_restarted_counts_exactly(harness: Harn
         fold = harness.spawn("fold")
         async with harness.client(acme) as client:
             await post_all(client, events, 100)
-        await wait_for(lambda: harness.fetch("SELECT count(*) AS n FROM events"),
-                       lambda rows: rows[0]["n"] > 200)  # fmt: skip
+        await wait_for(
+            lambda: harness.fetch("SELECT count(*) AS n FROM events"),
+            lambda rows: rows[0]["n"] > 200,
+        )
         fold.send_signal(signal.SIGKILL)
         fold.wait(10)
         harness.spawn("fold")
@@ -116,8 +124,11 @@ async def test_broker_stopped_answers_503_and_recovers_without_losing_anything(
             subprocess.run([str(SERVICES), "start", "kafka"], check=True, capture_output=True)
         # The service recovers by itself: a sender that retries what got a 503 gets it in.
         for batch in batches[1:]:
-            r = await wait_for(lambda b=batch: client.post("/v1/events", json=b),
-                               lambda r: r.status_code != 503, timeout=90)  # fmt: skip
+            r = await wait_for(
+                lambda b=batch: client.post("/v1/events", json=b),
+                lambda r: r.status_code != 503,
+                timeout=90,
+            )
             assert r.status_code == 202, r.text
     await check_against_oracle(harness, [e for batch in batches for e in batch])
 

@@ -51,11 +51,20 @@ def story() -> list[dict[str, Any]]:
         event("clicked", "2025-06-01T13:03:30Z", john, url="https://shop.test/a"),
         event("opened", "2025-06-01T14:22:00Z", jane),
         event("unsubscribed", "2025-06-01T14:25:00Z", jane),
-        event("bounced", "2025-06-01T12:01:00Z", bob,
-              bounce={"class": "hard", "code": "5.1.1", "reason": "no such user"}),  # fmt: skip
+        event(
+            "bounced",
+            "2025-06-01T12:01:00Z",
+            bob,
+            bounce={"class": "hard", "code": "5.1.1", "reason": "no such user"},
+        ),
         event("complained", "2025-06-02T09:00:00Z", ann),
-        event("converted", "2025-06-01T15:00:00Z", john, conversion={"amount": 1287, "currency": "EUR"}),
-    ]  # fmt: skip
+        event(
+            "converted",
+            "2025-06-01T15:00:00Z",
+            john,
+            conversion={"amount": 1287, "currency": "EUR"},
+        ),
+    ]
     return out
 
 
@@ -104,9 +113,15 @@ async def test_posted_events_come_back_as_the_seeds_recipient_list(running: Harn
     assert (john["conversionsAmount"], john["conversionsCurrency"]) == (1287, "EUR")
     assert john["conversionsNumber"] == 1 and john["status"] == "clicked"
     jane = by_email["jane.smith@example.com"]
-    assert jane["unsubscribedAt"] == "2025-06-01T14:25:00+00:00" and jane["status"] == "unsubscribed"
+    assert (
+        jane["unsubscribedAt"] == "2025-06-01T14:25:00+00:00" and jane["status"] == "unsubscribed"
+    )
     bob = by_email["bob.brown@example.com"]
-    assert (bob["bounceClass"], bob["bounceCode"], bob["status"]) == ("hard", "5.1.1", "hard_bounced")
+    assert (bob["bounceClass"], bob["bounceCode"], bob["status"]) == (
+        "hard",
+        "5.1.1",
+        "hard_bounced",
+    )
     assert bob["deliveredAt"] is None
     assert by_email["ann.onym@example.com"]["spamAt"] == "2025-06-02T09:00:00+00:00"
 
@@ -130,8 +145,10 @@ async def test_posted_events_come_back_as_the_seeds_recipient_list(running: Harn
         ({"sort": "email", "limit": "2", "offset": "1"}, ["bob.brown", "jane.smith"]),
         ({"signal": "opened", "dateFrom": "2025-06-01T14:00:00Z"}, ["jane.smith"]),
         ({"signal": "opened", "dateTo": "2025-06-01T13:30:00Z"}, ["john.doe"]),
-        ({"dateFrom": "2025-06-01", "dateTo": "2025-06-01", "sort": "email"},
-         ["ann.onym", "bob.brown", "jane.smith", "john.doe"]),  # fmt: skip
+        (
+            {"dateFrom": "2025-06-01", "dateTo": "2025-06-01", "sort": "email"},
+            ["ann.onym", "bob.brown", "jane.smith", "john.doe"],
+        ),
         ({"dateFrom": "2025-06-02"}, []),
     ],
 )
@@ -194,8 +211,10 @@ async def test_an_event_without_delivery_is_attributed_through_its_message_id(
     }
     async with running.client(acme) as client:
         await post(client, [bounce])  # arrives before the mapping is known: it waits
-        await wait_for(lambda: running.fetch("SELECT count(*) AS n FROM events"),
-                       lambda rows: rows[0]["n"] == 1)  # fmt: skip
+        await wait_for(
+            lambda: running.fetch("SELECT count(*) AS n FROM events"),
+            lambda rows: rows[0]["n"] == 1,
+        )
         sent = event("sent", "2025-06-01T12:00:00Z", email, message_id="msg-77")
         await post(client, [sent])
         body = await wait_for(
@@ -204,7 +223,10 @@ async def test_an_event_without_delivery_is_attributed_through_its_message_id(
         )
     (row,) = body.json()["recipients"]
     assert (row["bounceClass"], row["bounceReason"], row["status"]) == (
-        "soft", "mailbox full", "soft_bounced")  # fmt: skip
+        "soft",
+        "mailbox full",
+        "soft_bounced",
+    )
 
 
 async def test_bad_events_are_refused_by_index_and_field_and_nothing_is_produced(

@@ -26,6 +26,7 @@ from service.ingest import Ingest, RawSink
 from service.providers import CredentialStore, metadata_keys
 from service.read import ROUTES as READ_ROUTES
 from service.settings import Settings
+from service.sns_client import SnsClient
 from service.webhooks import PROVIDERS
 from service.webhooks.base import Context, RawRecord, WebhookRequest
 
@@ -39,7 +40,12 @@ class Service:
         self.settings = settings
         self.producer: kafka.Producer | None = None
         self.sink = sink
-        self.context = context or Context(replay_window=timedelta(seconds=settings.replay_window_s))
+        sns_client = SnsClient(settings.sns_cert_dir)
+        self.context = context or Context(
+            replay_window=timedelta(seconds=settings.replay_window_s),
+            fetch_certificate=sns_client.fetch_certificate,
+            confirm_subscription=sns_client.confirm_subscription if settings.sns_confirm else None,
+        )
         self.pool: asyncpg.Pool[Any]
         self.ingest: Ingest
         self.auth: Authenticator
@@ -119,6 +125,13 @@ async def post_webhook(request: Request) -> Response:
     return json({"accepted": True, "request_id": rid}, 200)
 
 
+async def check_webhook(request: Request) -> Response:
+    """Providers (Mandrill) check a webhook URL with HEAD or GET before using it."""
+    if request.path_params["provider"] not in PROVIDERS:
+        raise NotFound(f"unknown provider {request.path_params['provider']!r}")
+    return json({"ok": True})
+
+
 async def record_handshake(svc: Service, account: str, provider: str, body: dict[str, Any]) -> None:
     """Keep a trace of subscription handshakes an adapter reports (`subscription` in its reply)."""
     sub = body.get("subscription")
@@ -187,6 +200,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/v1/events", post_events, methods=["POST"]),
             Route("/webhooks/{provider}/{account}", post_webhook, methods=["POST"]),
+            Route("/webhooks/{provider}/{account}", check_webhook, methods=["HEAD", "GET"]),
             *READ_ROUTES,
         ],
         lifespan=lifespan,

@@ -80,24 +80,34 @@ class Producer:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self._producer: AIOKafkaProducer | None = None
+        self._started = False
+        self._starting = asyncio.Lock()
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
             acks="all",
             enable_idempotence=True,
             max_request_size=MAX_RECORD_BYTES,
-            request_timeout_ms=int(settings.produce_timeout_s * 1000),
+            request_timeout_ms=int(self._settings.produce_timeout_s * 1000),
             linger_ms=2,
             compression_type=None,
         )
-        self._started = False
-        self._starting = asyncio.Lock()
 
     async def start(self) -> None:
         """Connect; while the broker is down, `send` retries this and answers 503 meanwhile."""
         async with self._starting:
-            if not self._started:
-                await self._producer.start()
-                self._started = True
+            if self._started:
+                return
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # release its connections; a later send tries afresh
+                raise
+            self._producer = producer
+            self._started = True
 
     async def try_start(self) -> bool:
         try:
@@ -108,7 +118,7 @@ class Producer:
         return True
 
     async def stop(self) -> None:
-        if self._started:
+        if self._started and self._producer is not None:
             await self._producer.stop()
             self._started = False
 
@@ -119,6 +129,7 @@ class Producer:
         if not self._started and not await self.try_start():
             raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
         try:
+            assert self._producer is not None
             ack = await self._producer.send(topic, value, key=key, headers=headers or [])
             # The producer expires an unsent record after request_timeout_ms; waiting a little
             # longer lets that verdict arrive, so a record answered with 503 is not sent later.
@@ -135,7 +146,7 @@ class Producer:
             raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
         try:
             acks = [
-                await self._producer.send(topic, value, key=key, headers=headers)
+                await self._live().send(topic, value, key=key, headers=headers)
                 for topic, key, value, headers in items
             ]
             if acks:
@@ -144,7 +155,12 @@ class Producer:
             raise Unavailable(f"event broker did not acknowledge: {type(exc).__name__}") from exc
 
     async def partitions_for(self, topic: str) -> set[int]:
-        return set(await self._producer.partitions_for(topic))
+        return set(await self._live().partitions_for(topic))
+
+    def _live(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
+        return self._producer
 
 
 OnAssign = Callable[[set[tuple[str, int]]], Awaitable[None]]

@@ -32,6 +32,10 @@ class Settings:
     fold_batch_wait_ms: int = 200
     db_pool_size: int = 10
     replay_window_s: int = 300
+    # Read SNS signing certificates from this folder (by file name) instead of fetching them.
+    sns_cert_dir: str = ""
+    # Visit an SNS SubscribeURL (SNS hosts only) to confirm a subscription.
+    sns_confirm: bool = True
     trust_forwarded_for: bool = False
     log_level: str = "INFO"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,8 +21,10 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     # Key for the keyed hash of account secrets and the encryption of provider secrets
-    # (32+ bytes, hex or text). Generated into .mailfold/secret-key by scripts/dev when unset.
-    secret_key: str = "insecure-development-key-change-me"
+    # (32+ random bytes, e.g. hex). When unset, read from secret_key_file.
+    secret_key: str = ""
+    # Where scripts/dev keeps a generated key for local runs.
+    secret_key_file: str = str(Path(__file__).resolve().parent.parent / ".mailfold" / "secret-key")
     max_body_bytes: int = 1_048_576
     max_webhook_body_bytes: int = 4_194_304
     max_events_per_post: int = 1000
@@ -56,4 +59,13 @@ class Settings:
                 values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
             else:
                 values[f.name] = raw
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not settings.secret_key:
+            path = Path(settings.secret_key_file)
+            if not path.is_file():
+                raise SystemExit(
+                    "MAILFOLD_SECRET_KEY is not set and no key file is at "
+                    f"{path} (scripts/dev creates one for local runs)"
+                )
+            settings = replace(settings, secret_key=path.read_text().strip())
+        return settings

@@ -16,9 +16,8 @@ from service.providers import save
 from service.settings import Settings
 from service.webhooks import PROVIDER_MODULES
 from tests.harness import Harness, wait_for
-from tests.webhooks.contract_ses import CERT_URL
+from tests.webhooks.contract_ses import CERT_URL, sign_envelope
 from tests.webhooks.contract_ses import SIGNER as SES
-from tests.webhooks.contract_ses import sign_envelope
 from tests.webhooks.contract_test_helpers import signer_of
 
 pytestmark = pytest.mark.integration

@@ -189,7 +189,8 @@ CREATE TABLE IF NOT EXISTS delivery_stats (
     hour           timestamptz NOT NULL,
     type           text NOT NULL,
     event_count    bigint NOT NULL DEFAULT 0,
-    machine_count  bigint NOT NULL DEFAULT 0,
+    machine_count  bigint NOT NULL DEFAULT 0,  -- machine = true
+    human_count    bigint NOT NULL DEFAULT 0,  -- machine = false (the rest: nothing told)
     hard_count     bigint NOT NULL DEFAULT 0,
     amount         numeric(20, 4) NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, delivery_id, hour, type)
@@ -223,3 +224,118 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce((ARRAY['sent', 'deferred', 'dropped', 'soft_bounced', 'delivered', 'opened',
                   'clicked', 'unsubscribed', 'hard_bounced', 'complained'])[rank], 'unknown')
 $$;
+
+-- =============================================================================================
+-- Read API: the feed order of events and suppressions, suppressions themselves, and the
+-- indexes behind every filter and sort the read endpoints offer (service/read/).
+-- =============================================================================================
+
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+
+-- Feed order. A row's position is (feed_xact, feed_seq): the id of the transaction that wrote it
+-- and a number drawn at that moment. Readers only take rows whose transaction is older than the
+-- oldest one still running (pg_snapshot_xmin), so no row can later appear before a position
+-- already handed out: a cursor never skips or repeats a row, however folds interleave.
+CREATE SEQUENCE IF NOT EXISTS feed_seq AS bigint;
+
+ALTER TABLE events ADD COLUMN IF NOT EXISTS feed_xact xid8 NOT NULL DEFAULT pg_current_xact_id();
+ALTER TABLE events ADD COLUMN IF NOT EXISTS feed_seq bigint NOT NULL DEFAULT nextval('feed_seq');
+
+-- An event that waited for its delivery enters the feed when it is attributed: its position is
+-- taken anew by the attributing transaction (the feed shows attributed events only).
+CREATE OR REPLACE FUNCTION mailfold_feed_restamp() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.feed_xact := pg_current_xact_id();
+    NEW.feed_seq := nextval('feed_seq');
+    RETURN NEW;
+END $$;
+
+CREATE OR REPLACE TRIGGER events_feed_restamp
+    BEFORE UPDATE OF delivery_id ON events
+    FOR EACH ROW WHEN (OLD.delivery_id IS NULL AND NEW.delivery_id IS NOT NULL)
+    EXECUTE FUNCTION mailfold_feed_restamp();
+
+-- Addresses an account must not mail again: hard bounces, spam complaints and unsubscribes, one
+-- row per account and address with its strongest reason (complained > hard_bounce >
+-- unsubscribed) and the earliest event of that reason. Filled by the fold (upsert_suppressions);
+-- every change takes a new feed position, so GET /v1/suppressions and the Kafka relay see it.
+CREATE TABLE IF NOT EXISTS suppressions (
+    account_id   text NOT NULL,
+    email        text NOT NULL,
+    reason       text NOT NULL CHECK (reason IN ('unsubscribed', 'hard_bounce', 'complained')),
+    reason_rank  smallint NOT NULL,
+    reason_at    timestamptz NOT NULL,   -- when the event behind `reason` happened
+    event_id     uuid NOT NULL,          -- that event
+    campaign_id  text,
+    delivery_id  text,
+    first_at     timestamptz NOT NULL,   -- the earliest suppressing event, whatever its reason
+    feed_xact    xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    feed_seq     bigint NOT NULL DEFAULT nextval('feed_seq'),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, email)
+);
+CREATE INDEX IF NOT EXISTS suppressions_feed_idx ON suppressions (account_id, feed_xact, feed_seq);
+CREATE INDEX IF NOT EXISTS suppressions_relay_idx ON suppressions (feed_xact, feed_seq);
+
+-- Where a relay that publishes a feed to Kafka (mailfold.suppressions) has got to.
+CREATE TABLE IF NOT EXISTS feed_positions (
+    name        text PRIMARY KEY,
+    feed_xact   xid8 NOT NULL,
+    feed_seq    bigint NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Recipient search (`q`): one text per recipient, fields separated by a newline, which a search
+-- term cannot contain, so a match never spans two fields. Trigram-indexed for ILIKE '%term%'.
+CREATE OR REPLACE FUNCTION mailfold_search_text(
+    email text, first_name text, surname text, client_contact_id text
+) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT concat_ws(E'\n', email, first_name, surname, client_contact_id)
+$$;
+
+-- Ledger: the activity log (time range, campaign, delivery, contact) and the recent-activity feed.
+CREATE INDEX IF NOT EXISTS events_feed_idx
+    ON events (account_id, feed_xact, feed_seq) WHERE delivery_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_occurred_at_idx ON events (account_id, occurred_at);
+CREATE INDEX IF NOT EXISTS events_campaign_idx ON events (account_id, campaign_id, occurred_at);
+CREATE INDEX IF NOT EXISTS events_delivery_idx ON events (account_id, delivery_id, occurred_at);
+CREATE INDEX IF NOT EXISTS events_contact_idx ON events (account_id, recipient_key, occurred_at);
+
+-- Recipient lists: search, flag and version filters, the undelivered list, and the sorts.
+CREATE INDEX IF NOT EXISTS recipients_search_idx ON recipients
+    USING gin (mailfold_search_text(email, first_name, surname, client_contact_id) gin_trgm_ops);
+CREATE INDEX IF NOT EXISTS recipients_ab_version_idx
+    ON recipients (account_id, delivery_id, ab_version, recipient_key)
+    WHERE ab_version IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_status_idx
+    ON recipients (account_id, delivery_id, status_rank, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_dropped_at_idx
+    ON recipients (account_id, delivery_id, dropped_at, recipient_key)
+    WHERE dropped_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_undelivered_idx
+    ON recipients (account_id, delivery_id, recipient_key)
+    WHERE dropped_at IS NOT NULL OR bounced_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_email_idx
+    ON recipients (account_id, delivery_id, email, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_first_name_idx
+    ON recipients (account_id, delivery_id, first_name, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_contact_id_idx
+    ON recipients (account_id, delivery_id, contact_id, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_client_contact_id_idx
+    ON recipients (account_id, delivery_id, client_contact_id, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_sent_at_idx
+    ON recipients (account_id, delivery_id, sent_at, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_opened_at_sort_idx
+    ON recipients (account_id, delivery_id, opened_at, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_opened_at_desc_idx
+    ON recipients (account_id, delivery_id, opened_at DESC NULLS LAST, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_clicked_at_sort_idx
+    ON recipients (account_id, delivery_id, clicked_at, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_clicked_at_desc_idx
+    ON recipients (account_id, delivery_id, clicked_at DESC NULLS LAST, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_open_count_idx
+    ON recipients (account_id, delivery_id, open_count DESC, recipient_key);
+CREATE INDEX IF NOT EXISTS recipients_click_count_idx
+    ON recipients (account_id, delivery_id, click_count DESC, recipient_key);

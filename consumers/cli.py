@@ -18,6 +18,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
@@ -81,6 +82,14 @@ async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
         options["topic_arns"] = args.topic_arn
     if args.user:
         options["user"] = args.user
+    if args.allow_ip:
+        options["allowed_ips"] = parse_networks(args.allow_ip)
+    if args.time_zone:
+        try:
+            ZoneInfo(args.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise MailfoldError(f"unknown time zone {args.time_zone!r}") from exc
+        options["time_zone"] = args.time_zone
     if args.metadata_key:
         options["metadata_keys"] = pairs(args.metadata_key, "--metadata-key")
     secret = args.secret
@@ -168,6 +177,10 @@ def parser() -> argparse.ArgumentParser:
     pset.add_argument("--topic-arn", action="append", help="SES: an allowed SNS topic ARN")
     pset.add_argument("--user", help="Basic-auth user name (Postmark, SparkPost)")
     pset.add_argument("--metadata-key", action="append", metavar="FIELD=KEY")
+    pset.add_argument(
+        "--allow-ip", action="append", metavar="CIDR", help="inwise: source allow list"
+    )
+    pset.add_argument("--time-zone", help="inwise: the IANA zone of its zone-less times")
     pset.add_argument("--option", action="append", metavar="KEY=VALUE")
 
     norm = sub.add_parser("normalize", help="print the canonical events a raw body yields")

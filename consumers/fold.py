@@ -4,11 +4,14 @@ Each batch is copied into a staging table, new events enter the ledger (a duplic
 there), pending events whose message is now known are attributed, everything new is folded into
 recipients, delivery and link counters, and the consumed offsets are stored, all in one
 transaction. On start and on every rebalance the consumer seeks to the offsets stored here.
+On SIGTERM the batch in hand commits, or, if it is waiting for PostgreSQL or the broker, is
+abandoned whole and read again on the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -17,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from service import db, kafka, logs
+from service import db, kafka, logs, metrics
 from service.events import Event, decode
 from service.settings import Settings
 
@@ -57,6 +60,8 @@ COLUMNS = (
     "received_at",
 )
 SWEEP_EVERY_S = 2.0
+LAG_EVERY_S = 5.0
+STAGE = "fold"
 # Errors after which the same batch is simply tried again on a fresh connection.
 RETRYABLE = (
     OSError,
@@ -130,6 +135,9 @@ async def fold_rows(
             await conn.execute(db.QUERIES["insert_new_events"])
         await conn.execute(db.QUERIES["resolve_pending"])
         folded: int = await conn.fetchval(db.QUERIES["fold_fresh"])
+        await conn.execute(db.QUERIES["mark_click_bursts"])
+        await conn.execute(db.QUERIES["count_marked_clicks"])
+        await conn.execute(db.QUERIES["upsert_suppressions"])
         if offsets:
             parts = sorted(offsets)
             await conn.execute(
@@ -140,6 +148,10 @@ async def fold_rows(
 
 async def prepare(conn: asyncpg.Connection[Any]) -> None:
     await conn.execute(db.QUERIES["create_fold_staging"])
+
+
+class Abandoned(Exception):
+    """Stopping while a batch waits for the database: it is dropped whole, nothing committed."""
 
 
 class Fold:
@@ -157,6 +169,8 @@ class Fold:
             max_records=settings.fold_batch_size,
         )
         self.folded = 0
+        # Set by `run`'s caller on SIGTERM; every wait for the database gives up when it is set.
+        self.stop = asyncio.Event()
         # The rebalance listener runs beside the loop; both use the one connection in turn.
         self.lock = asyncio.Lock()
 
@@ -168,11 +182,16 @@ class Fold:
                 conn = await db.connect(self.settings.database_url)
                 await prepare(conn)
                 self.conn = conn
-            except RETRYABLE as exc:
+            except (*RETRYABLE, asyncpg.PostgresError) as exc:
                 log.warning("waiting for PostgreSQL: %r", exc)
-                await asyncio.sleep(delay)
+                await self.pause(delay)
                 delay = min(delay * 2, 5.0)
         return self.conn
+
+    async def pause(self, seconds: float) -> None:
+        """Back off before a retry; raise Abandoned if the fold is told to stop meanwhile."""
+        if await kafka.stopped_within(self.stop, seconds):
+            raise Abandoned
 
     async def drop_connection(self) -> None:
         if self.conn is not None:
@@ -183,6 +202,7 @@ class Fold:
         """On assignment, continue from the offsets committed with the folded data."""
         if not partitions:
             return
+        delay = 0.2
         while True:
             try:
                 async with self.lock:
@@ -200,6 +220,14 @@ class Fold:
             except RETRYABLE as exc:
                 log.warning("loading offsets failed, retrying: %r", exc)
                 await self.drop_connection()
+                try:
+                    await self.pause(delay)
+                except Abandoned:
+                    return
+                delay = min(delay * 2, 5.0)
+            except Abandoned:
+                # Stopping: whatever is read from here on is abandoned before it commits.
+                return
         unstored = set()
         for topic, partition in partitions:
             if partition in stored:
@@ -207,7 +235,10 @@ class Fold:
             else:
                 unstored.add((topic, partition))
         await self.consumer.seek_to_committed_or_beginning(unstored)
-        log.info("assigned %s", sorted(p for _, p in partitions))
+        log.info("assigned %s", sorted(p for _, p in partitions), extra=self.where(partitions))
+
+    def where(self, partitions: set[tuple[str, int]]) -> dict[str, Any]:
+        return {"topic": self.settings.events_topic, "partition": sorted(p for _, p in partitions)}
 
     def decode_batch(self, records: list[kafka.Record]) -> tuple[list[tuple[Any, ...]], list[Any]]:
         rows, poison = [], []
@@ -217,30 +248,52 @@ class Fold:
                 if not event.recipient.key():
                     raise ValueError("event has no recipient (email or contact id)")
                 rows.append(to_row(event))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 poison.append((rec, f"undecodable event: {exc!r}"))
         return rows, poison
 
-    async def fold_batch(self, records: list[kafka.Record]) -> None:
-        """Fold a batch as one transaction; a record the database refuses goes to the DLQ."""
+    async def fold_batch(self, records: list[kafka.Record], stop: asyncio.Event) -> None:
+        """Fold a batch as one transaction; a record the database refuses goes to the DLQ.
+
+        Raises Abandoned, with nothing committed, when `stop` is set while the batch waits for
+        the database or the broker; the batch is read again on the next start.
+        """
+        self.stop = stop
         rows, poison = self.decode_batch(records)
         if poison:
-            await self.producer.send_many([self.dead_letter(rec, reason) for rec, reason in poison])
+            await self.set_aside(poison)
         try:
-            await self.commit(rows, next_offsets(records), len(records))
+            await self.commit(rows, next_offsets(records), records)
         except asyncpg.PostgresError as exc:
             # Not a transient failure: something in the batch is refused. Fold record by record
             # so only the offending ones are set aside.
-            log.warning("batch refused (%r); folding it record by record", exc)
+            log.warning(
+                "batch refused (%r); folding it record by record", exc, extra=kafka.span(records)
+            )
             for rec in records:
                 rows, poison = self.decode_batch([rec])
                 try:
-                    await self.commit(rows, next_offsets([rec]), 1)
+                    await self.commit(rows, next_offsets([rec]), [rec])
                 except asyncpg.PostgresError as one:
-                    await self.producer.send_many([self.dead_letter(rec, f"refused: {one!r}")])
-                    await self.commit([], next_offsets([rec]), 1)
+                    await self.set_aside([(rec, f"refused: {one!r}")])
+                    await self.commit([], next_offsets([rec]), [rec])
 
-    async def commit(self, rows: list[tuple[Any, ...]], offsets: dict[int, int], n: int) -> None:
+    async def set_aside(self, poison: list[tuple[kafka.Record, str]]) -> None:
+        """Send unreadable or refused records to the dead-letter topic, waiting for the ack."""
+        for rec, reason in poison:
+            log.warning(
+                "dead letter: %s",
+                reason,
+                extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
+            )
+        letters = [self.dead_letter(rec, reason) for rec, reason in poison]
+        if not await self.producer.send_until_acked(letters, self.stop):
+            raise Abandoned
+        metrics.DEAD_LETTERS.inc(len(poison), stage=STAGE, source="events")
+
+    async def commit(
+        self, rows: list[tuple[Any, ...]], offsets: dict[int, int], records: list[kafka.Record]
+    ) -> None:
         """Run one fold transaction, retrying it after connection failures until it commits."""
         delay = 0.2
         while True:
@@ -251,27 +304,37 @@ class Fold:
                     new = await fold_rows(
                         conn, rows, self.settings.fold_group, self.settings.events_topic, offsets
                     )
-                self.folded += new
-                log.debug(
-                    "folded %d new of %d in %.1f ms",
-                    new,
-                    len(rows),
-                    (time.perf_counter() - started) * 1000,
-                    extra={"count": len(rows), "topic": self.settings.events_topic},
-                )
-                return
+                elapsed = time.perf_counter() - started
+                break
             except RETRYABLE as exc:
-                log.warning("fold transaction failed, retrying the batch: %r", exc)
+                log.warning(
+                    "fold transaction failed, retrying the batch: %r",
+                    exc,
+                    extra=kafka.span(records),
+                )
+                metrics.FOLD_RETRIES.inc()
                 await self.drop_connection()
-                await asyncio.sleep(delay)
+                await self.pause(delay)
                 delay = min(delay * 2, 5.0)
+        self.folded += new
+        metrics.FOLDED.inc(new)
+        metrics.FOLD_BATCH_SIZE.observe(len(records))
+        metrics.FOLD_SECONDS.observe(elapsed)
+        log.debug(
+            "folded %d new of %d in %.1f ms",
+            new,
+            len(rows),
+            elapsed * 1000,
+            extra={**kafka.span(records), "count": len(rows)},
+        )
 
     def dead_letter(
         self, rec: kafka.Record, reason: str
     ) -> tuple[str, bytes | None, bytes, kafka.Headers]:
-        headers = [*rec.headers.items()]
+        headers = [(k, v) for k, v in rec.headers.items() if not k.startswith("dlq-")]
         headers += [
             ("dlq-reason", reason.encode()[:4000]),
+            ("dlq-stage", STAGE.encode()),
             ("dlq-topic", rec.topic.encode()),
             ("dlq-partition", str(rec.partition).encode()),
             ("dlq-offset", str(rec.offset).encode()),
@@ -289,23 +352,49 @@ class Fold:
             await self.drop_connection()
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.connection()
+        """Fold batches until `stop`; the batch in hand is committed whole or abandoned whole."""
+        self.stop = stop
+        try:
+            await self.connection()
+        except Abandoned:
+            return
         await self.producer.try_start()
-        await self.consumer.start()
-        last_sweep = time.monotonic()
+        if not await self.consumer.start_when_reachable(stop):
+            await self.close()
+            return
+        last_sweep = last_lag = time.monotonic()
         try:
             while not stop.is_set():
                 records = await self.consumer.batch(timeout_ms=self.settings.fold_batch_wait_ms)
                 if records:
-                    await self.fold_batch(records)
+                    metrics.CONSUMED.inc(
+                        len(records), group=self.settings.fold_group, topic=records[0].topic
+                    )
+                    await self.fold_batch(records, stop)
                 elif time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     await self.sweep()
                     last_sweep = time.monotonic()
+                if time.monotonic() - last_lag > LAG_EVERY_S:
+                    await self.consumer.publish_lag()
+                    last_lag = time.monotonic()
+        except Abandoned:
+            log.warning("stopping; batch abandoned, nothing of it committed")
         finally:
-            await self.consumer.stop()
-            await self.producer.stop()
-            if self.conn is not None:
-                await self.conn.close()
+            await self.close()
+
+    async def close(self) -> None:
+        # Leaving the group hands the partitions over at once instead of after the session
+        # timeout; bounded, so a broker that is down does not hold the exit.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.consumer.stop(), 10)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.producer.stop(), 10)
+        if self.conn is not None:
+            try:
+                await asyncio.wait_for(self.conn.close(), 5)
+            except Exception:
+                self.conn.terminate()
+            self.conn = None
 
 
 async def serve(settings: Settings) -> None:
@@ -313,7 +402,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Fold(settings).run(stop)
+    listener = await metrics.serve(metrics.listener_port())
+    try:
+        await Fold(settings).run(stop)
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def main() -> None:

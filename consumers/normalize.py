@@ -2,6 +2,8 @@
 
 Offsets are committed to the group only after every output of a batch is acknowledged, so a
 crash re-reads at most one batch; the events it re-derives have the same ids and fold once.
+On SIGTERM the batch in hand is finished (outputs acknowledged, offsets committed) or, if the
+broker does not acknowledge it, abandoned whole: nothing is committed and it is read again.
 """
 
 from __future__ import annotations
@@ -9,22 +11,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
-from service import kafka, logs
-from service.adapters import derive
-from service.errors import ParseError, Unavailable
+from service import kafka, logs, metrics
+from service.adapters import SOURCES, derive
+from service.errors import ParseError
 from service.events import encode
 from service.raw import from_kafka
 from service.settings import Settings
 
 log = logging.getLogger("mailfold.normalize")
 Output = tuple[str, bytes | None, bytes, kafka.Headers]
+STAGE = "normalize"
+LAG_EVERY_S = 5.0
 
 
 def dead_letter(settings: Settings, rec: kafka.Record, reason: str) -> Output:
-    headers = [(k, v) for k, v in rec.headers.items()]
+    """The record as read, plus why and where it came from (`mailfold dlq` reads these)."""
+    headers = [(k, v) for k, v in rec.headers.items() if not k.startswith("dlq-")]
     headers += [
         ("dlq-reason", reason.encode()[:4000]),
+        ("dlq-stage", STAGE.encode()),
         ("dlq-topic", rec.topic.encode()),
         ("dlq-partition", str(rec.partition).encode()),
         ("dlq-offset", str(rec.offset).encode()),
@@ -32,19 +39,38 @@ def dead_letter(settings: Settings, rec: kafka.Record, reason: str) -> Output:
     return (settings.dlq_topic, rec.key, rec.value, headers)
 
 
+def source_of(rec: kafka.Record) -> str:
+    """The record's source for metric labels: a known adapter's name, else "unknown"."""
+    source = rec.headers.get("source", b"").decode("utf-8", "replace")
+    return source if source in SOURCES else "unknown"
+
+
 def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
     """What one raw record becomes: its events, or one dead letter with the reason."""
     try:
         events = derive(from_kafka(rec.value, rec.headers))
+    except ParseError as exc:
+        reason = str(exc)
+    except Exception as exc:  # unreadable headers or metadata: data, never a crash loop
+        reason = f"unreadable raw record: {exc!r}"
+    else:
+        metrics.NORMALIZED.inc(len(events), source=source_of(rec))
         return [(settings.events_topic, e.key(), encode(e), []) for e in events]
-    except (ParseError, KeyError, ValueError, UnicodeDecodeError) as exc:
-        reason = str(exc) if isinstance(exc, ParseError) else f"unreadable raw record: {exc!r}"
-        log.warning(
-            "dead letter: %s",
-            reason,
-            extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
-        )
-        return [dead_letter(settings, rec, reason)]
+    log.warning(
+        "dead letter: %s",
+        reason,
+        extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
+    )
+    metrics.DEAD_LETTERS.inc(stage=STAGE, source=source_of(rec))
+    return [dead_letter(settings, rec, reason)]
+
+
+def next_offsets(records: list[kafka.Record]) -> dict[tuple[str, int], int]:
+    offsets: dict[tuple[str, int], int] = {}
+    for rec in records:
+        key = (rec.topic, rec.partition)
+        offsets[key] = max(offsets.get(key, 0), rec.offset + 1)
+    return offsets
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -52,40 +78,31 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     consumer = kafka.Consumer(
         settings, settings.raw_topic, settings.normalize_group, max_records=500
     )
-    await producer.start()
-    await consumer.start()
+    group = settings.normalize_group
+    await producer.try_start()
+    if not await consumer.start_when_reachable(stop):
+        await producer.stop()
+        return
+    last_lag = 0.0
     try:
         while not stop.is_set():
+            if time.monotonic() - last_lag > LAG_EVERY_S:
+                await consumer.publish_lag()
+                last_lag = time.monotonic()
             records = await consumer.batch(timeout_ms=500)
             if not records:
                 continue
+            metrics.CONSUMED.inc(len(records), group=group, topic=settings.raw_topic)
             outputs = [out for rec in records for out in outputs_for(settings, rec)]
-            if not await send_until_acked(producer, outputs, stop):
-                return  # stopping with the batch unacknowledged: not committed, re-read later
-            offsets: dict[tuple[str, int], int] = {}
-            for rec in records:
-                offsets[(rec.topic, rec.partition)] = rec.offset + 1
-            await consumer.commit(offsets)
-            log.debug("normalized", extra={"count": len(records)})
+            if not await producer.send_until_acked(outputs, stop):
+                # Stopping with the batch unacknowledged: nothing committed, it is read again.
+                log.warning("stopping; batch abandoned", extra=kafka.span(records))
+                return
+            await consumer.commit(next_offsets(records))
+            log.debug("normalized", extra={**kafka.span(records), "count": len(outputs)})
     finally:
         await consumer.stop()
         await producer.stop()
-
-
-async def send_until_acked(
-    producer: kafka.Producer, outputs: list[Output], stop: asyncio.Event
-) -> bool:
-    delay = 0.2
-    while True:
-        try:
-            await producer.send_many(outputs)
-            return True
-        except Unavailable as exc:
-            log.warning("output not acknowledged, retrying: %s", exc)
-            if stop.is_set():
-                return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def main() -> None:
@@ -99,7 +116,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await run(settings, stop)
+    listener = await metrics.serve(metrics.listener_port())
+    try:
+        await run(settings, stop)
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 if __name__ == "__main__":

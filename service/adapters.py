@@ -5,6 +5,7 @@ from __future__ import annotations
 from service import events_api
 from service.errors import ParseError
 from service.events import Event
+from service.machine import classify
 from service.webhooks import PROVIDERS
 from service.webhooks.base import RawRecord
 
@@ -12,7 +13,11 @@ SOURCES = (events_api.SOURCE, *PROVIDERS)
 
 
 def derive(record: RawRecord) -> list[Event]:
-    """The canonical events of one raw record; ParseError for anything unreadable."""
+    """The canonical events of one raw record, classified; ParseError for anything unreadable."""
+    return [classify(event) for event in _parse(record)]
+
+
+def _parse(record: RawRecord) -> list[Event]:
     if record.source == events_api.SOURCE:
         return events_api.parse(record)
     adapter = PROVIDERS.get(record.source)

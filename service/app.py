@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import db, events_api, kafka
+from service import db, events_api, kafka, metrics
 from service.auth import Authenticator
-from service.errors import BadInput, MailfoldError, NotFound
+from service.errors import BadInput, MailfoldError, NotFound, ParseError
 from service.http import error_response, json, read_body, remote_addr, request_id
 from service.ingest import Ingest, RawSink
 from service.providers import CredentialStore, metadata_keys
@@ -28,7 +28,7 @@ from service.read import ROUTES as READ_ROUTES
 from service.settings import Settings
 from service.sns_client import SnsClient
 from service.webhooks import PROVIDERS
-from service.webhooks.base import Context, RawRecord, WebhookRequest
+from service.webhooks.base import Context, Credentials, RawRecord, WebhookRequest
 
 log = logging.getLogger("mailfold.service")
 
@@ -72,13 +72,14 @@ class Service:
 async def post_events(request: Request) -> Response:
     svc: Service = request.app.state.service
     s = svc.settings
+    rid = trace(request, events_api.SOURCE)
     remote = remote_addr(request, s)
     account = await svc.auth.account(request.headers.get("authorization"), remote)
     body = await read_body(request, s.max_body_bytes)
     items, problems = events_api.validate(body, s.max_events_per_post)
+    request.state.event_count = len(items)
     if problems:
         raise BadInput(f"{len(problems)} problem(s) in the posted events", details=problems)
-    rid = request_id(request)
     record = RawRecord(
         account=account,
         source=events_api.SOURCE,
@@ -88,6 +89,7 @@ async def post_events(request: Request) -> Response:
         request_id=rid,
     )
     await svc.ingest.accept(record, remote)
+    count_accepted(request)
     return json({"accepted": len(items), "request_id": rid}, 202)
 
 
@@ -95,6 +97,7 @@ async def post_webhook(request: Request) -> Response:
     svc: Service = request.app.state.service
     provider, account = request.path_params["provider"], request.path_params["account"]
     adapter = PROVIDERS.get(provider)
+    rid = trace(request, provider if adapter else "unknown")
     if adapter is None:
         raise NotFound(f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
     credentials = await svc.credentials.get(account, provider)
@@ -110,7 +113,6 @@ async def post_webhook(request: Request) -> Response:
         if reply is not None:
             await record_handshake(svc, account, provider, reply.body)
             return json(reply.body, reply.status)
-    rid = request_id(request)
     record = RawRecord(
         account=account,
         source=provider,
@@ -118,11 +120,29 @@ async def post_webhook(request: Request) -> Response:
         content_type=request.headers.get("content-type", "application/octet-stream"),
         received_at=datetime.now(UTC),
         request_id=rid,
-        headers={h: request.headers[h] for h in adapter.keep_headers if h in request.headers},
+        headers=kept_headers(request, adapter.keep_headers, credentials),
         metadata_keys=metadata_keys(credentials),
     )
+    if adapter.parse_at_ingest:
+        try:
+            adapter.parse(record)
+        except ParseError as exc:
+            raise BadInput(str(exc)) from exc
     await svc.ingest.accept(record, remote)
+    count_accepted(request)
     return json({"accepted": True, "request_id": rid}, 200)
+
+
+def kept_headers(
+    request: Request, keep: tuple[str, ...], credentials: Credentials
+) -> dict[str, str]:
+    """Request headers the adapter reads in parse(), plus the account's time zone for
+    providers whose times carry none (inwise); never taken from the request itself."""
+    kept = {h: request.headers[h] for h in keep if h in request.headers}
+    zone = credentials.options.get("time_zone")
+    if isinstance(zone, str) and zone:
+        kept["time-zone"] = zone
+    return kept
 
 
 async def check_webhook(request: Request) -> Response:
@@ -169,13 +189,52 @@ async def readyz(request: Request) -> Response:
     return json({"ready": ready, "checks": checks}, 200 if ready else 503, headers)
 
 
+def trace(request: Request, source: str) -> str:
+    """Mark an ingest request for metrics and logs; returns its request id."""
+    rid = request_id(request)
+    request.state.ingest = (source, rid)
+    return rid
+
+
+def count_accepted(request: Request) -> None:
+    source, _ = request.state.ingest
+    metrics.REQUESTS.inc(source=source, outcome="accepted", reason="none")
+    if source == events_api.SOURCE:
+        n = request.state.event_count
+        metrics.EVENTS.inc(n, source=source, outcome="accepted", reason="none")
+
+
+def count_refused(request: Request, reason: str) -> None:
+    """Count a refused ingest request (and its events); read requests are not counted."""
+    source, rid = getattr(request.state, "ingest", (None, None))
+    if source is None:
+        return
+    metrics.REQUESTS.inc(source=source, outcome="refused", reason=reason)
+    n = getattr(request.state, "event_count", 0)
+    if n:
+        metrics.EVENTS.inc(n, source=source, outcome="refused", reason=reason)
+    log.info("refused: %s", reason, extra={"request_id": rid, "source": source})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(metrics.REGISTRY.render(), media_type=metrics.CONTENT_TYPE)
+
+
 async def on_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MailfoldError)
+    count_refused(request, exc.code)
     return error_response(exc)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    count_refused(request, "internal")
+    _, rid = getattr(request.state, "ingest", (None, None))
+    log.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        extra={"request_id": rid or request.headers.get("x-request-id")},
+    )
     # Never a 4xx for our own failure: providers that don't retry 4xx would drop the event.
     return json({"error": "internal", "message": "internal error; retry later"}, 500)
 
@@ -198,6 +257,7 @@ def create_app(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics_endpoint),
             Route("/v1/events", post_events, methods=["POST"]),
             Route("/webhooks/{provider}/{account}", post_webhook, methods=["POST"]),
             Route("/webhooks/{provider}/{account}", check_webhook, methods=["HEAD", "GET"]),

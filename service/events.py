@@ -83,6 +83,10 @@ class Event:
     conversion: Conversion | None = None
     name: str | None = None
     payload: Any = None
+    # Set by the classifier (service/machine.py) on opens and clicks: the provider's own verdict
+    # and the version of the rules that decided `machine`.
+    provider_machine: bool | None = None
+    classifier_version: str | None = None
 
     def key(self) -> bytes:
         """The Kafka key on mailfold.events: a recipient of a delivery stays in one partition."""
@@ -191,6 +195,9 @@ def to_dict(event: Event) -> dict[str, Any]:
             "code": event.bounce.code,
             "reason": event.bounce.reason,
         }
+    if event.classifier_version is not None:
+        out["provider_machine"] = event.provider_machine
+        out["classifier_version"] = event.classifier_version
     if event.conversion is not None:
         out["conversion"] = {
             "amount": str(event.conversion.amount),
@@ -246,4 +253,6 @@ def decode(data: bytes) -> Event:
         else None,
         name=raw.get("name"),
         payload=raw.get("payload"),
+        provider_machine=raw.get("provider_machine"),
+        classifier_version=raw.get("classifier_version"),
     )

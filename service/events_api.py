@@ -144,7 +144,8 @@ def validate(body: bytes, max_events: int) -> tuple[list[Any], list[Problem]]:
     return items, problems
 
 
-def _event(record: RawRecord, item: dict[str, Any]) -> Event:
+def build_event(record: RawRecord, item: dict[str, Any]) -> Event:
+    """The canonical event of one validated Event API object."""
     rcpt = item["recipient"]
     bounce = item.get("bounce")
     conv = item.get("conversion")
@@ -190,4 +191,4 @@ def parse(record: RawRecord) -> list[Event]:
         raise ParseError(
             f"api: event {first['index']} field {first['field']!r}: {first['message']}"
         )
-    return [_event(record, item) for item in items]
+    return [build_event(record, item) for item in items]

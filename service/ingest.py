@@ -1,13 +1,23 @@
-"""Landing accepted bodies on mailfold.raw: bounded in-flight produce, 2xx only after the ack."""
+"""Landing accepted bodies on mailfold.raw: bounded in-flight produce, 2xx only after the ack.
+
+Nothing queues in memory: at most `max_in_flight` records are being produced at any moment and
+a request beyond that is refused at once with 503 + Retry-After, so a slow or absent broker
+turns into refusals the senders retry, never into a growing backlog in this process.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Protocol
 
+from service import metrics
 from service.errors import Unavailable
 from service.raw import to_headers
 from service.webhooks.base import RawRecord
+
+log = logging.getLogger("mailfold.ingest")
 
 
 class RawSink(Protocol):
@@ -31,6 +41,9 @@ class Ingest:
         self._topic = topic
         self._slots = asyncio.Semaphore(max_in_flight)
         self._retry_after = retry_after
+        self.in_flight = 0
+        # Set when the service stops: from then on every request gets 503, before the producer
+        # is flushed and closed.
         self.closing = False
 
     async def accept(self, record: RawRecord, remote_addr: str | None) -> None:
@@ -40,6 +53,27 @@ class Ingest:
         if self._slots.locked():
             raise Unavailable("too many requests in flight", retry_after=self._retry_after)
         async with self._slots:
-            await self._sink.send(
-                self._topic, record.body, key=None, headers=to_headers(record, remote_addr)
-            )
+            self.in_flight += 1
+            metrics.IN_FLIGHT.inc()
+            started = time.perf_counter()
+            outcome = "failed"
+            try:
+                await self._sink.send(
+                    self._topic, record.body, key=None, headers=to_headers(record, remote_addr)
+                )
+                outcome = "acked"
+            except Unavailable as exc:
+                log.warning(
+                    "raw record not acknowledged: %s",
+                    exc.message,
+                    extra={
+                        "request_id": record.request_id,
+                        "account": record.account,
+                        "source": record.source,
+                    },
+                )
+                raise
+            finally:
+                self.in_flight -= 1
+                metrics.IN_FLIGHT.dec()
+                metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started, outcome=outcome)

@@ -2,7 +2,8 @@
 
 The producer waits for acks=all with idempotence on, so a 2xx is only ever answered for a record
 the broker has. Consumers never auto-commit: normalize commits after its output is acknowledged,
-fold stores its offsets in PostgreSQL.
+fold stores its offsets in PostgreSQL. `Reader` reads a topic outside any group, for the tools
+(replay, the dead-letter queue).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from service import metrics
 from service.errors import Unavailable
 from service.settings import Settings
 
@@ -152,7 +154,28 @@ class Producer:
             if acks:
                 await asyncio.wait_for(asyncio.gather(*acks), self._settings.produce_timeout_s + 5)
         except (KafkaError, TimeoutError) as exc:
-            raise Unavailable(f"event broker did not acknowledge: {type(exc).__name__}") from exc
+            raise Unavailable(
+                f"event broker did not acknowledge: {type(exc).__name__}",
+                retry_after=self._settings.retry_after_s,
+            ) from exc
+
+    async def send_until_acked(
+        self, items: Sequence[tuple[str, bytes | None, bytes, Headers]], stop: asyncio.Event
+    ) -> bool:
+        """`send_many`, retried with backoff until acknowledged (True) or `stop` is set (False).
+
+        A retry may produce some records twice; their readers deduplicate (events by event_id).
+        """
+        delay = 0.2
+        while True:
+            try:
+                await self.send_many(items)
+                return True
+            except Unavailable as exc:
+                log.warning("output not acknowledged, retrying: %s", exc.message)
+            if await stopped_within(stop, delay):
+                return False
+            delay = min(delay * 2, 5.0)
 
     async def partitions_for(self, topic: str) -> set[int]:
         return set(await self._live().partitions_for(topic))
@@ -161,6 +184,41 @@ class Producer:
         if self._producer is None:
             raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
         return self._producer
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`, waking early when `stop` is set; True if it is."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+def to_record(r: Any) -> Record:
+    return Record(
+        topic=r.topic,
+        partition=r.partition,
+        offset=r.offset,
+        key=r.key,
+        value=r.value if r.value is not None else b"",
+        # A header may be sent without a value; readers expect bytes.
+        headers={k: v if v is not None else b"" for k, v in r.headers},
+        timestamp_ms=r.timestamp,
+    )
+
+
+def span(records: Sequence[Record]) -> dict[str, Any]:
+    """Log context for a batch: its topic, partitions and offset range per partition."""
+    ranges: dict[int, list[int]] = {}
+    for rec in records:
+        low, high = ranges.setdefault(rec.partition, [rec.offset, rec.offset])
+        ranges[rec.partition] = [min(low, rec.offset), max(high, rec.offset)]
+    topic = records[0].topic if records else None
+    if len(ranges) == 1:
+        ((partition, (low, high)),) = ranges.items()
+        return {"topic": topic, "partition": partition, "offset": f"{low}-{high}"}
+    parts = sorted(ranges)
+    offsets = " ".join(f"{p}:{ranges[p][0]}-{ranges[p][1]}" for p in parts)
+    return {"topic": topic, "partition": parts, "offset": offsets}
 
 
 OnAssign = Callable[[set[tuple[str, int]]], Awaitable[None]]
@@ -194,6 +252,7 @@ class Consumer:
         max_records: int = 2000,
     ) -> None:
         self._topic = topic
+        self._group = group
         self._max_records = max_records
         self._listener = _Listener(on_assign, on_revoke)
         self._consumer = AIOKafkaConsumer(
@@ -212,6 +271,20 @@ class Consumer:
         await self._consumer.start()
         self._consumer.subscribe([self._topic], listener=self._listener)
 
+    async def start_when_reachable(self, stop: asyncio.Event) -> bool:
+        """`start`, retried while the broker is unreachable; False if `stop` came first."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.start()
+                return True
+            except KafkaError as exc:
+                log.warning("consumer cannot reach the broker yet: %r", exc)
+            if await stopped_within(stop, delay):
+                break
+            delay = min(delay * 2, 5.0)
+        return False
+
     async def stop(self) -> None:
         await self._consumer.stop()
 
@@ -225,21 +298,7 @@ class Consumer:
             log.warning("fetch failed, retrying: %r", exc)
             await asyncio.sleep(timeout_ms / 1000)
             return []
-        out: list[Record] = []
-        for records in fetched.values():
-            for r in records:
-                out.append(
-                    Record(
-                        topic=r.topic,
-                        partition=r.partition,
-                        offset=r.offset,
-                        key=r.key,
-                        value=r.value,
-                        headers={k: v for k, v in r.headers},
-                        timestamp_ms=r.timestamp,
-                    )
-                )
-        return out
+        return [to_record(r) for records in fetched.values() for r in records]
 
     def seek(self, topic: str, partition: int, offset: int) -> None:
         self._consumer.seek(TopicPartition(topic, partition), offset)
@@ -270,13 +329,88 @@ class Consumer:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
     async def lag(self) -> dict[tuple[str, int], int]:
-        """Per assigned partition: end offset minus current position."""
+        """Per assigned partition: end offset minus current position.
+
+        The end is the last stable offset the latest fetch reported, so once records flow this
+        costs no round trip; a partition not fetched from yet asks the broker.
+        """
         tps = list(self._consumer.assignment())
-        if not tps:
-            return {}
-        ends = await self._consumer.end_offsets(tps)
+        unknown = [tp for tp in tps if self._consumer.last_stable_offset(tp) is None]
+        ends = await self._consumer.end_offsets(unknown) if unknown else {}
         out = {}
         for tp in tps:
+            end = ends.get(tp, self._consumer.last_stable_offset(tp))
             position = await self._consumer.position(tp)
-            out[(tp.topic, tp.partition)] = max(0, ends[tp] - position)
+            out[(tp.topic, tp.partition)] = max(0, end - position)
         return out
+
+    async def publish_lag(self, timeout: float = 2.0) -> None:
+        """Set the consumer-lag gauge per partition; skipped when the broker does not answer."""
+        try:
+            lag = await asyncio.wait_for(self.lag(), timeout)
+        except (KafkaError, TimeoutError, AssertionError) as exc:
+            log.debug("lag unknown: %r", exc)
+            return
+        for (topic, partition), n in lag.items():
+            metrics.LAG.set(n, group=self._group, topic=topic, partition=partition)
+
+
+class Reader:
+    """Reads one topic by explicit partitions and offsets, outside any consumer group."""
+
+    def __init__(self, settings: Settings, topic: str, max_records: int = 1000) -> None:
+        self.topic = topic
+        self._max_records = max_records
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=MAX_RECORD_BYTES,
+            fetch_max_bytes=4 * MAX_RECORD_BYTES,
+            isolation_level="read_committed",
+        )
+
+    async def start(self) -> list[int]:
+        """Connect and take every partition of the topic; returns their numbers."""
+        await self._consumer.start()
+        if self.topic not in await self._consumer.topics():
+            raise Unavailable(f"topic {self.topic!r} does not exist")
+        # Without a group, a subscription is assigned every partition once metadata arrives.
+        self._consumer.subscribe([self.topic])
+        for _ in range(100):
+            if assigned := self._consumer.assignment():
+                return sorted(tp.partition for tp in assigned)
+            await asyncio.sleep(0.05)
+        raise Unavailable(f"no partitions of {self.topic!r} were assigned")
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    def _tps(self, partitions: Iterable[int]) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, p) for p in partitions]
+
+    async def beginnings(self, partitions: Iterable[int]) -> dict[int, int]:
+        found = await self._consumer.beginning_offsets(self._tps(partitions))
+        return {tp.partition: offset for tp, offset in found.items()}
+
+    async def ends(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The offset after the last record, per partition."""
+        found = await self._consumer.end_offsets(self._tps(partitions))
+        return {tp.partition: offset for tp, offset in found.items()}
+
+    async def offsets_at(self, partitions: Iterable[int], at_ms: int) -> dict[int, int | None]:
+        """Per partition, the first offset with a timestamp at or after `at_ms` (None: none)."""
+        found = await self._consumer.offsets_for_times({tp: at_ms for tp in self._tps(partitions)})
+        return {tp.partition: (o.offset if o is not None else None) for tp, o in found.items()}
+
+    def seek(self, partition: int, offset: int) -> None:
+        self._consumer.seek(TopicPartition(self.topic, partition), offset)
+
+    def pause(self, partition: int) -> None:
+        """Stop fetching a partition (its range is done)."""
+        self._consumer.pause(TopicPartition(self.topic, partition))
+
+    async def batch(self, timeout_ms: int = 500) -> list[Record]:
+        fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
+        return [to_record(r) for records in fetched.values() for r in records]

@@ -43,8 +43,9 @@ def provider_bodies() -> list[tuple[str, Path]]:
     return [
         (module.replace("_", "-"), path)
         for module in PROVIDER_MODULES
-        for path in sorted((FIXTURES / module).glob("*.json"))
-        if not path.name.endswith(".expected.json")
+        for path in sorted((FIXTURES / module).iterdir())
+        if path.suffix in (".json", ".form")
+        and not path.name.endswith((".expected.json", ".headers.json"))
     ]
 
 
@@ -65,8 +66,16 @@ def raw_record(source: str, path: Path) -> RawRecord:
     if form and body.lstrip().startswith(b"["):
         body = urlencode({"mandrill_events": body.decode()}).encode()
     headers = {h: "msg_2fSeFXHp6qGZmkdN1pa9UbLGDSi" for h in PROVIDERS[source].keep_headers}
+    recorded = path.with_name(path.name.rsplit(".", 1)[0] + ".headers.json")
+    if recorded.exists():  # what ingest kept from the request (svix-id, time-zone, ...)
+        headers.update(orjson.loads(recorded.read_bytes()))
+    content_type = signer.content_type
+    if path.suffix == ".form":
+        content_type = "application/x-www-form-urlencoded"
+    elif form and body.lstrip().startswith(b"{"):
+        content_type = "application/json"
     return RawRecord(
-        account="acme", source=source, body=body, content_type=signer.content_type, headers=headers
+        account="acme", source=source, body=body, content_type=content_type, headers=headers
     )
 
 

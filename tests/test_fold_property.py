@@ -55,6 +55,23 @@ POOL = [
     ev(EventType.SENT, 0, "cy", delivery="d2"),
     ev(EventType.COMPLAINED, 600, "cy", delivery=None),
     ev(EventType.OPENED, 30, "cy", delivery="d2"),
+    # a scanner's burst: three links within two seconds from one address, one the provider
+    # called human; the click a minute later stays a person's
+    *[
+        make_event(
+            RECORD,
+            native_type="clicked",
+            type=EventType.CLICKED,
+            occurred_at=T0 + timedelta(minutes=40, milliseconds=600 * i),
+            recipient=Recipient(email="dee@example.com"),
+            delivery_id="d1",
+            url=f"https://x.test/{i}",
+            ip="40.1.1.1",
+            machine=False if i == 0 else None,
+        )
+        for i in range(3)
+    ],
+    ev(EventType.CLICKED, 41, "dee", url="https://x.test/0", ip="198.51.100.1", machine=False),
 ]
 ROWS = [to_row(e) for e in POOL]
 TABLES = {
@@ -110,6 +127,11 @@ def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[
     assert ann["click_count"] == 3 and ann["conversions_amount"] == Decimal("15.25")
     bob = next(r for r in expected["recipients"] if r["recipient_key"] == "bob@example.com")
     assert (bob["bounce_class"], bob["bounce_reason"]) == ("hard", "gone")  # hard outranks soft
+    dee = next(r for r in expected["recipients"] if r["recipient_key"] == "dee@example.com")
+    assert (dee["click_count"], dee["click_machine_count"], dee["click_human_count"]) == (4, 3, 1)
+    assert dee["human_clicked_at"] == T0 + timedelta(minutes=41)
+    clicks = [s for s in expected["delivery_stats"] if s["type"] == "clicked"]
+    assert sum(s["machine_count"] for s in clicks) == 4  # ann's flagged click and dee's burst
     cy = next(r for r in expected["recipients"] if r["recipient_key"] == "cy@example.com")
     assert cy["delivery_id"] == "d2" and cy["complained_at"] is not None  # attributed late
 

@@ -23,7 +23,9 @@ async def test_schema_applies_twice_and_every_query_prepares(database: str) -> N
 
 
 def test_query_names_are_unique_and_documented() -> None:
-    text = db.QUERIES_PATH.read_text()
+    text = "\n".join(
+        p.read_text() for p in [db.QUERIES_PATH, *sorted((db.ROOT / "queries").glob("*.sql"))]
+    )
     with pytest.raises(ValueError, match="twice"):
         db.load_queries(text + "\n-- name: fold_fresh\nSELECT 1;\n")
     for name in db.QUERIES:

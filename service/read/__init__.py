@@ -4,8 +4,32 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from service.read import recipients
+from service.read import (
+    activities,
+    export,
+    histograms,
+    links,
+    lists,
+    openapi,
+    recipients,
+    summary,
+    suppressions,
+    timeline,
+)
+
+DELIVERY = "/v1/deliveries/{campaignId}/{deliveryId}"
 
 ROUTES = [
-    Route("/v1/deliveries/{campaignId}/{deliveryId}/recipients", recipients.endpoint),
+    Route(f"{DELIVERY}/recipients", recipients.endpoint),
+    Route(f"{DELIVERY}/recipients/{{recipient}}/timeline", timeline.endpoint),
+    Route(f"{DELIVERY}/summary", summary.endpoint),
+    Route(f"{DELIVERY}/histogram", histograms.endpoint),
+    Route(f"{DELIVERY}/links", links.endpoint),
+    Route(f"{DELIVERY}/sent", lists.sent_endpoint),
+    Route(f"{DELIVERY}/undelivered", lists.undelivered_endpoint),
+    Route(f"{DELIVERY}/export", export.endpoint),
+    Route("/v1/activities", activities.log_endpoint),
+    Route("/v1/activities/recent", activities.recent_endpoint),
+    Route("/v1/suppressions", suppressions.endpoint),
+    Route("/openapi.json", openapi.endpoint),
 ]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+import functools
+import re
+import zoneinfo
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 from service.errors import BadInput
@@ -12,21 +16,29 @@ def bad(param: str, message: str) -> BadInput:
     return BadInput(f"{param}: {message}", details=[{"parameter": param, "message": message}])
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+# RFC 3339 (section 5.6): a full-date, or a date-time with seconds and a zone.
+_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_DATE_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+
 def integer(params: Any, name: str, default: int, low: int, high: int) -> int:
     raw = params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad(name, f"must be an integer between {low} and {high}") from None
+    if not _INTEGER.fullmatch(raw):
+        raise bad(name, f"must be an integer between {low} and {high}")
+    value = int(raw)
     if not low <= value <= high:
         raise bad(name, f"must be between {low} and {high}")
     return value
 
 
 def moment(params: Any, name: str, *, end: bool) -> datetime | None:
-    """A date (`2025-06-01`: the whole day, UTC) or a zoned date-time (`...T10:00:00+02:00`).
+    """An RFC 3339 date (`2025-06-01`: the whole day, UTC) or date-time (`...T10:00:00+02:00`).
 
     As an upper bound a date means the end of that day; times are inclusive either way.
     """
@@ -34,20 +46,116 @@ def moment(params: Any, name: str, *, end: bool) -> datetime | None:
     if raw is None or raw == "":
         return None
     try:
-        if len(raw) == 10:
+        if _DATE.fullmatch(raw):
             day = date.fromisoformat(raw)
-            start = datetime.combine(day, time(), UTC)
-            return start + timedelta(days=1) - timedelta(microseconds=1) if end else start
-        text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
-        value = datetime.fromisoformat(text)
+            return datetime.combine(day, time.max if end else time.min, UTC)
+        match = _DATE_TIME.fullmatch(raw)
+        if match is None:
+            raise ValueError(raw)
+        return _zoned(*match.groups())
     except ValueError:
-        raise bad(name, "must be a date (YYYY-MM-DD) or an ISO-8601 date-time") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+        raise bad(name, "must be an RFC 3339 date (YYYY-MM-DD) or date-time") from None
+
+
+def _zoned(
+    day: str,
+    hh: str,
+    mm: str,
+    ss: str,
+    frac: str | None,
+    z: str | None,
+    sign: str,
+    oh: str,
+    om: str,
+) -> datetime:
+    # A leap second (:60) is read as the last instant of its minute.
+    second, micro = (59, 999_999) if ss == "60" else (int(ss), int((frac or "0")[:6].ljust(6, "0")))
+    local = datetime.combine(date.fromisoformat(day), time(int(hh), int(mm), second, micro))
+    if z is not None:
+        return local.replace(tzinfo=UTC)
+    if int(oh) > 23 or int(om) > 59:
+        raise ValueError("offset out of range")
+    offset = timedelta(hours=int(oh), minutes=int(om)) * (1 if sign == "+" else -1)
+    try:
+        return local.replace(tzinfo=timezone(offset)).astimezone(UTC)
+    except OverflowError:  # an offset pushes it past year 1 or 9999: beyond any event anyway
+        return (datetime.min if local.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 def known_only(params: Any, allowed: set[str]) -> None:
     for key in params:
         if key not in allowed:
             raise bad(key, f"unknown parameter (expected one of {', '.join(sorted(allowed))})")
+
+
+def boolean(params: Any, name: str) -> bool | None:
+    """`true` or `false`; None when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise bad(name, "must be true or false")
+    return bool(raw == "true")
+
+
+def choices(params: Any, name: str, allowed: Iterable[str]) -> list[str] | None:
+    """A comma-separated subset of `allowed`, in the order given, without repeats."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    options = list(allowed)
+    picked: list[str] = []
+    for item in raw.split(","):
+        if item not in options:
+            raise bad(name, f"{item!r} is not one of {', '.join(options)}")
+        if item not in picked:
+            picked.append(item)
+    return picked
+
+
+def text(params: Any, name: str, limit: int = 256) -> str | None:
+    """A string of 1 to `limit` characters (PostgreSQL text holds no NUL); None when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= limit or "\x00" in raw:
+        raise bad(name, f"must be 1 to {limit} characters, none of them NUL")
+    return str(raw)
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone(params: Any, name: str, default: str) -> str:
+    """An IANA time-zone name (`Europe/Prague`); `default` when absent."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if raw not in _zones():
+        raise bad(name, "must be an IANA time-zone name such as Europe/Prague or UTC")
+    return str(raw)
+
+
+# Feed positions: (transaction id, sequence number), as "<xact>-<seq>" on the wire.
+FEED_START = (0, 0)
+MAX_XACT = 2**64 - 1
+MAX_SEQ = 2**63 - 1
+
+
+def feed_position(params: Any, name: str) -> tuple[int, int]:
+    """A cursor handed out by a feed endpoint; absent means from the beginning."""
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return FEED_START
+    xact, sep, seq = raw.partition("-")
+    if not (sep and xact.isascii() and xact.isdigit() and seq.isascii() and seq.isdigit()):
+        raise bad(name, "must be a cursor returned by this endpoint (digits-digits)")
+    if int(xact) > MAX_XACT or int(seq) > MAX_SEQ:
+        raise bad(name, "is out of range")
+    return int(xact), int(seq)
+
+
+def format_position(xact: int, seq: int) -> str:
+    return f"{xact}-{seq}"

@@ -1,10 +1,13 @@
 """The delivery recipient activity list (seed 000): filters, search, sort, paging.
 
-SQL is composed only from the whitelists below; every value is a $n parameter.
+Filters: `signal` (seed 000), the `is_*` flags (seed 004), `abVersion` (seed 002), `status`,
+`q` and dates, all combinable. SQL is composed only from the whitelists below; every value is a
+$n parameter.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +19,7 @@ from starlette.responses import Response
 from service import db
 from service.errors import NotFound
 from service.http import authenticate, json, service_of
-from service.read.params import bad, integer, known_only, moment
+from service.read.params import bad, boolean, choices, integer, known_only, moment, text
 
 # signal -> the column holding its first time
 SIGNALS: dict[str, str] = {
@@ -32,6 +35,8 @@ SIGNALS: dict[str, str] = {
 }
 # Without a signal, dateFrom/dateTo apply to when the delivery reached the recipient.
 DELIVERY_TIME = "coalesce(delivered_at, sent_at)"
+# What `q` searches: the expression recipients_search_idx indexes (schema.sql).
+SEARCH_TEXT = "mailfold_search_text(email, first_name, surname, client_contact_id)"
 
 # sort key -> column
 SORTS: dict[str, str] = {
@@ -53,7 +58,30 @@ SORTS: dict[str, str] = {
     "conversionsNumber": "conversions_count",
     "status": "status_rank",
 }
-PARAMS = {"signal", "q", "limit", "offset", "sort", "dateFrom", "dateTo"}
+# seed 004's flags -> the column that is set once the thing happened
+FLAGS: dict[str, str] = {
+    "is_opened": "opened_at",
+    "is_clicked": "clicked_at",
+    "is_bounced": "bounced_at",
+    "is_unsubscribed": "unsubscribed_at",
+    "is_complained": "complained_at",
+}
+# status name -> status_rank (the order of mailfold_status in schema.sql)
+STATUSES: dict[str, int] = {
+    "unknown": 0,
+    "sent": 1,
+    "deferred": 2,
+    "dropped": 3,
+    "soft_bounced": 4,
+    "delivered": 5,
+    "opened": 6,
+    "clicked": 7,
+    "unsubscribed": 8,
+    "hard_bounced": 9,
+    "complained": 10,
+}
+FILTERS = {"signal", "q", "dateFrom", "dateTo", "abVersion", "status", *FLAGS}
+PARAMS = FILTERS | {"limit", "offset", "sort"}
 MAX_OFFSET = 10_000_000
 
 COLUMNS = """contact_id, client_contact_id, first_name, surname, email, recipient_key, ab_version,
@@ -99,13 +127,26 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def build(account: str, campaign: str, delivery: str, params: Any) -> Query:
+def build(
+    account: str, campaign: str, delivery: str, params: Any, allowed: set[str] = PARAMS
+) -> Query:
     """Turn the request's parameters into a Query; BadInput names the first bad parameter."""
-    known_only(params, PARAMS)
+    known_only(params, allowed)
     query = Query()
     query.where.append(f"account_id = {query.arg(account)}")
     query.where.append(f"delivery_id = {query.arg(delivery)}")
     query.where.append(f"(campaign_id = {query.arg(campaign)} OR campaign_id IS NULL)")
+    add_signal_and_dates(query, params)
+    add_search(query, params)
+    add_flags(query, params)
+    query.limit = integer(params, "limit", 100, 1, 1000)
+    query.offset = integer(params, "offset", 0, 0, MAX_OFFSET)
+    query.order = parse_sort(params.get("sort"))
+    return query
+
+
+def add_signal_and_dates(query: Query, params: Any) -> None:
+    """`signal` keeps who did it; dates apply to its time (to the delivery time without one)."""
     signal = params.get("signal")
     column = DELIVERY_TIME
     if signal is not None:
@@ -121,19 +162,32 @@ def build(account: str, campaign: str, delivery: str, params: Any) -> Query:
         query.where.append(f"{column} >= {query.arg(date_from)}")
     if date_to:
         query.where.append(f"{column} <= {query.arg(date_to)}")
+
+
+def add_search(query: Query, params: Any) -> None:
+    """`q`: a substring of the e-mail, first name, surname or client contact id (trigram index)."""
     q = params.get("q")
-    if q is not None:
-        if not 1 <= len(q.strip()) <= 200:
-            raise bad("q", "must be 1 to 200 characters")
-        p = query.arg(f"%{escape_like(q.strip())}%")
-        query.where.append(
-            f"(email ILIKE {p} OR first_name ILIKE {p} OR surname ILIKE {p}"
-            f" OR client_contact_id ILIKE {p})"
-        )
-    query.limit = integer(params, "limit", 100, 1, 1000)
-    query.offset = integer(params, "offset", 0, 0, MAX_OFFSET)
-    query.order = parse_sort(params.get("sort"))
-    return query
+    if q is None:
+        return
+    if not 1 <= len(q) <= 200 or "\x00" in q:
+        raise bad("q", "must be 1 to 200 characters, none of them NUL")
+    p = query.arg(f"%{escape_like(q.strip())}%")
+    query.where.append(f"{SEARCH_TEXT} ILIKE {p}")
+
+
+def add_flags(query: Query, params: Any) -> None:
+    """The `is_*` flags (true: it happened; false: it did not), `abVersion` and `status`."""
+    for name, column in FLAGS.items():
+        flag = boolean(params, name)
+        if flag is not None:
+            query.where.append(f"{column} IS {'NOT NULL' if flag else 'NULL'}")
+    version = text(params, "abVersion")
+    if version is not None:
+        query.where.append(f"ab_version = {query.arg(version)}")
+    statuses = choices(params, "status", STATUSES)
+    if statuses is not None:
+        ranks = [STATUSES[s] for s in statuses]
+        query.where.append(f"status_rank = ANY({query.arg(ranks)}::smallint[])")
 
 
 def page_sql(query: Query) -> tuple[str, list[Any]]:
@@ -194,15 +248,36 @@ def to_json(row: Any) -> dict[str, Any]:
     }
 
 
+def path_id(request: Request, name: str) -> str:
+    """An id from the path; one no row can hold (over 256 characters, a NUL) is a 404."""
+    value: str = request.path_params[name]
+    if not 1 <= len(value) <= 256 or "\x00" in value:
+        raise NotFound(f"{name} {value[:64]!r} not found")
+    return value
+
+
+def delivery_ids(request: Request) -> tuple[str, str]:
+    return path_id(request, "campaignId"), path_id(request, "deliveryId")
+
+
+async def require_delivery(conn: Any, account: str, campaign: str, delivery: str) -> None:
+    """404 unless the account has recipients of that delivery under that campaign."""
+    if not await conn.fetchval(db.QUERIES["delivery_exists"], account, campaign, delivery):
+        raise NotFound(f"delivery {campaign}/{delivery} not found")
+
+
+# to_json's field names, in order (the export's CSV header)
+FIELD_NAMES = tuple(to_json(defaultdict(lambda: None)))
+
+
 async def endpoint(request: Request) -> Response:
     """GET /v1/deliveries/{campaignId}/{deliveryId}/recipients"""
     svc = service_of(request)
     account = await authenticate(request)
-    campaign, delivery = request.path_params["campaignId"], request.path_params["deliveryId"]
+    campaign, delivery = delivery_ids(request)
     query = build(account, campaign, delivery, request.query_params)
     async with svc.pool.acquire() as conn:
-        if not await conn.fetchval(db.QUERIES["delivery_exists"], account, campaign, delivery):
-            raise NotFound(f"delivery {campaign}/{delivery} not found")
+        await require_delivery(conn, account, campaign, delivery)
         sql, args = page_sql(query)
         rows = await conn.fetch(sql, *args)
         sql, args = count_sql(query)

@@ -17,6 +17,12 @@ PROVIDER_MODULES: tuple[str, ...] = (
     "postmark",
     "sparkpost",
     "mandrill",
+    "mailjet",
+    "brevo",
+    "resend",
+    "standard_webhooks",
+    "postal",
+    "inwise",
 )
 
 
@@ -24,8 +30,9 @@ def _load() -> dict[str, Adapter]:
     adapters: dict[str, Adapter] = {}
     for name in PROVIDER_MODULES:
         adapter: Adapter = importlib.import_module(f"service.webhooks.{name}").ADAPTER
-        assert adapter.name == name, f"{name}: ADAPTER.name is {adapter.name!r}"
-        adapters[name] = adapter
+        # A module name cannot hold a dash: standard_webhooks.py serves `standard-webhooks`.
+        assert adapter.name == name.replace("_", "-"), f"{name}: ADAPTER.name is {adapter.name!r}"
+        adapters[adapter.name] = adapter
     return adapters
 
 

@@ -111,6 +111,9 @@ class Adapter:
     handshake: Handshake | None = None
     keep_headers: tuple[str, ...] = ()  # request headers parse() needs (e.g. svix-id)
     max_body_bytes: int | None = None  # overrides the service default (SendGrid batches are big)
+    # Parse at ingest too and answer 400 with the reason for an unreadable body, instead of
+    # accepting it and dead-lettering it later (for senders that can act on a 400).
+    parse_at_ingest: bool = False
 
 
 def make_event(

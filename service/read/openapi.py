@@ -1,0 +1,291 @@
+"""The OpenAPI 3.1 description of every endpoint, served at /openapi.json.
+
+Parameters are described as strictly as the endpoints check them (tests/test_openapi.py runs
+schemathesis against the live app), and the whitelists come from the modules that enforce them.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.events import EventType
+from service.http import json, service_of
+from service.read import activities, export, histograms, links, lists, params, recipients
+from service.read import schemas as s
+from service.settings import Settings
+from service.webhooks import PROVIDERS
+
+Spec = dict[str, Any]
+DELIVERY = "/v1/deliveries/{campaignId}/{deliveryId}"
+
+
+def query(name: str, schema: Spec, description: str) -> Spec:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def path_param(name: str, description: str) -> Spec:
+    return {"name": name, "in": "path", "required": True, "schema": s.PATH_ID, "description": description}
+
+
+def page(limit: int, default: int, max_offset: int) -> list[Spec]:
+    return [
+        query("limit", s.integer(1, limit, default), f"Page size, 1 to {limit}."),
+        query("offset", s.integer(0, max_offset, 0), "How many rows to skip."),
+    ]
+
+
+def dates(what: str) -> list[Spec]:
+    tail = "a date means the whole day, UTC; inclusive."
+    return [
+        query("dateFrom", s.MOMENT, f"{what} from (RFC 3339 date or date-time); {tail}"),
+        query("dateTo", s.MOMENT, f"{what} up to; not before dateFrom (400); {tail}"),
+    ]
+
+
+def recipient_filters() -> list[Spec]:
+    flags = [
+        query(name, {"type": "boolean"}, f"true: recipients whose {col} is set; false: not set.")
+        for name, col in recipients.FLAGS.items()
+    ]
+    return [
+        query("signal", {"type": "string", "enum": list(recipients.SIGNALS)}, "Who did it."),
+        query("q", s.text(200), "Substring of the e-mail, first name, surname or client id."),
+        *dates("The signal's time (without a signal: the delivery time)"),
+        *flags,
+        query("abVersion", s.text(256), "The A/B version the recipient was sent."),
+        query("status", s.comma_list(recipients.STATUSES), "Comma-separated statuses."),
+    ]
+
+
+def sort(keys: Any) -> Spec:
+    return query(
+        "sort",
+        s.sort_list(keys),
+        "Comma-separated fields, each once, `-` for descending; nulls last.",
+    )
+
+
+def delivery_op(summary: str, parameters: list[Spec], body: Spec, extra: Spec | None = None) -> Spec:
+    return operation(
+        summary,
+        [path_param("campaignId", "Campaign id."), path_param("deliveryId", "Delivery id."), *parameters],
+        {"200": s.ok(body), **s.errors("400", "401", "403", "404"), **(extra or {})},
+    )
+
+
+def operation(summary: str, parameters: list[Spec], responses: Spec) -> Spec:
+    return {"get": {"summary": summary, "parameters": parameters, "responses": responses}}
+
+
+def read_paths() -> dict[str, Spec]:
+    feed = [
+        query("since", s.CURSOR, "A cursor returned by an earlier call; absent: the beginning."),
+    ]
+    return {
+        f"{DELIVERY}/recipients": delivery_op(
+            "Recipient activity list (seed 000) with seed 004's flags and seed 002's fields.",
+            [*recipient_filters(), *page(1000, 100, recipients.MAX_OFFSET), sort(recipients.SORTS)],
+            s.paged("recipients", s.RECIPIENT),
+        ),
+        f"{DELIVERY}/recipients/{{recipient}}/timeline": delivery_op(
+            "Every event of one recipient in the delivery, in event-time order.",
+            [
+                path_param("recipient", "The e-mail address (or contact id) of the recipient."),
+                query("limit", s.integer(1, 10_000, 1000), "At most this many events."),
+            ],
+            s.TIMELINE,
+        ),
+        f"{DELIVERY}/summary": delivery_op(
+            "Funnel counts and rates (seeds 001, 003); denominators in docs/read-api.md.",
+            [],
+            s.SUMMARY,
+        ),
+        f"{DELIVERY}/histogram": delivery_op(
+            "Counts per hour, day or month of event time, in a time zone.",
+            [
+                query("interval", s.enum(histograms.INTERVALS, "hourly"), "Bucket size."),
+                query("timeZone", s.ZONE, "IANA time zone; default: the account's."),
+                *dates("Event time"),
+            ],
+            s.HISTOGRAM,
+        ),
+        f"{DELIVERY}/links": delivery_op(
+            "Clicks and unique clickers per link, machine clicks apart.",
+            [
+                query("sort", s.enum(links_sorts(), "-clicks"), "Order of the links."),
+                *page(1000, 100, 1_000_000),
+            ],
+            s.paged("links", s.LINK),
+        ),
+        f"{DELIVERY}/sent": delivery_op(
+            "Recipients the delivery was sent to (not dropped), bounced ones included.",
+            [query("q", s.text(200), "Search."), *page(1000, 100, recipients.MAX_OFFSET), sort(recipients.SORTS)],
+            s.paged("sent", s.SENT),
+        ),
+        f"{DELIVERY}/undelivered": delivery_op(
+            "Recipients dropped or bounced without delivery, with the reason.",
+            [query("q", s.text(200), "Search."), *page(1000, 100, recipients.MAX_OFFSET), sort(recipients.SORTS)],
+            s.paged("undelivered", s.UNDELIVERED),
+        ),
+        f"{DELIVERY}/export": {
+            "get": {
+                **delivery_op(
+                    "The recipient list, any filter, streamed as CSV or JSON lines.",
+                    [
+                        query("format", s.enum(export.FORMATS, "csv"), "csv or jsonl."),
+                        *recipient_filters(),
+                        sort(recipients.SORTS),
+                    ],
+                    {},
+                    s.errors("503"),
+                )["get"],
+            }
+            | {"responses": export_responses()},
+        },
+        "/v1/activities": operation(
+            "The account's events by event time (seed 001 activities); default: the last 7 days.",
+            [
+                *dates("Event time"),
+                query("type", s.comma_list(activities.TYPES), "Comma-separated event types."),
+                query("campaignId", s.text(256), "Only this campaign."),
+                query("deliveryId", s.text(256), "Only this delivery."),
+                query("contact", s.text(256), "Only this recipient (e-mail or contact id)."),
+                query("machine", {"type": "boolean"}, "true: machine events; false: the others."),
+                query("sort", s.enum(activities.SORTS, "occurredAt"), "Event-time order."),
+                *page(1000, 100, activities.MAX_OFFSET),
+            ],
+            {"200": s.ok(s.paged("activities", s.ACTIVITY)), **s.errors("400", "401", "403")},
+        ),
+        "/v1/activities/recent": operation(
+            "Everything folded since a cursor (seed 001 recentActivities); never skips or repeats.",
+            [*feed, query("limit", s.integer(1, 1000, 100), "At most this many.")],
+            {"200": s.ok(s.feed("activities", s.ACTIVITY)), **s.errors("400", "401", "403")},
+        ),
+        "/v1/suppressions": operation(
+            "Addresses not to mail again (hard bounce, complaint, unsubscribe), since a cursor.",
+            [*feed, query("limit", s.integer(1, 10_000, 1000), "At most this many.")],
+            {"200": s.ok(s.feed("suppressions", s.SUPPRESSION)), **s.errors("400", "401", "403")},
+        ),
+    }
+
+
+def links_sorts() -> list[str]:
+    return [f"{sign}{key}" for key in links.SORTS for sign in ("", "-")]
+
+
+def export_responses() -> Spec:
+    content = {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    }
+    return {
+        "200": {"description": "The rows, streamed.", "content": content},
+        **s.errors("400", "401", "403", "404", "503"),
+    }
+
+
+def ingest_paths(settings: Settings) -> dict[str, Spec]:
+    provider = {
+        "name": "provider",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "enum": list(PROVIDERS)},
+    }
+    account = {"name": "account", "in": "path", "required": True, "schema": s.ACCOUNT_ID}
+    events = s.events_body(settings.max_events_per_post, [t.value for t in EventType])
+    return {
+        "/v1/events": {
+            "post": {
+                "summary": "Post one canonical event or an array of them (seed 003's Event API).",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": events}}},
+                "responses": {
+                    "202": s.ok(s.ACCEPTED, "Produced to Kafka and acknowledged."),
+                    **s.errors("400", "401", "403", "413", "503"),
+                },
+            }
+        },
+        "/webhooks/{provider}/{account}": {
+            "post": {
+                "summary": "A provider's webhook, verified with the account's credentials.",
+                "security": [],
+                "parameters": [provider, account],
+                "requestBody": {"required": True, "content": s.ANY_BODY},
+                "responses": {
+                    "200": s.ok({"type": "object"}, "Accepted, or the handshake's answer."),
+                    **s.errors("400", "401", "404", "413", "503"),
+                },
+            },
+            "get": {
+                "summary": "URL check some providers make before using a webhook.",
+                "security": [],
+                "parameters": [provider, account],
+                "responses": {"200": s.ok(s.OK_TRUE), **s.errors("404")},
+            },
+        },
+    }
+
+
+def plain_paths() -> dict[str, Spec]:
+    public: Spec = {"security": []}
+    return {
+        "/healthz": {"get": {**public, "summary": "Liveness.", "responses": {"200": s.ok(s.HEALTH)}}},
+        "/readyz": {
+            "get": {
+                **public,
+                "summary": "Readiness: PostgreSQL and Kafka answer.",
+                "responses": {"200": s.ok(s.READY), "503": s.ok(s.READY, "Not ready.")},
+            }
+        },
+        "/metrics": {
+            "get": {
+                **public,
+                "summary": "Prometheus metrics.",
+                "responses": {
+                    "200": {
+                        "description": "Text exposition format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                **public,
+                "summary": "This document.",
+                "responses": {"200": s.ok({"type": "object"})},
+            }
+        },
+    }
+
+
+@functools.cache
+def document(settings: Settings) -> Spec:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Mailfold",
+            "version": "1",
+            "description": "Email-engagement events in, per-recipient state out. Every error is "
+            "JSON: {error, message, details?}; a bad parameter is a 400 naming it in "
+            "details[].parameter.",
+        },
+        "security": [{"basic": []}],
+        "paths": {**plain_paths(), **ingest_paths(settings), **read_paths()},
+        "components": {
+            "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}},
+            "schemas": s.COMPONENTS,
+        },
+    }
+
+
+async def endpoint(request: Request) -> Response:
+    """GET /openapi.json"""
+    params.known_only(request.query_params, set())
+    return json(document(service_of(request).settings))
+
+
+__all__ = ["document", "endpoint", "lists"]

@@ -1,0 +1,83 @@
+"""A recipient's activity timeline in one delivery (seed 000): every event from the ledger.
+
+Events come in event-time order, whatever order they arrived in; each carries its type, time,
+URL, IP, user agent, the machine verdict with its reason, and bounce details.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import db
+from service.errors import NotFound
+from service.http import authenticate, json, service_of
+from service.read.params import integer, known_only
+from service.read.recipients import delivery_ids, iso, number, path_id
+
+PARAMS = {"limit"}
+MAX_EVENTS = 10_000
+
+
+def event_json(row: Any) -> dict[str, Any]:
+    """One ledger event in the API's field names."""
+    return {
+        "eventId": str(row["event_id"]),
+        "type": row["type"],
+        "occurredAt": iso(row["occurred_at"]),
+        "receivedAt": iso(row["received_at"]),
+        "source": row["source"],
+        "nativeType": row["native_type"],
+        "messageId": row["message_id"],
+        "url": row["url"],
+        "ip": row["ip"],
+        "userAgent": row["user_agent"],
+        "machine": row["machine"],
+        "machineReason": row["machine_reason"],
+        "agentClass": row["agent_class"],
+        "bounceClass": row["bounce_class"],
+        "bounceCode": row["bounce_code"],
+        "bounceReason": row["bounce_reason"],
+        "abVersion": row["ab_version"],
+        "conversionAmount": number(row["amount"]),
+        "conversionCurrency": row["currency"],
+        "name": row["name"],
+        "payload": row["payload"],
+    }
+
+
+def recipient_json(row: Any) -> dict[str, Any]:
+    return {
+        "recipientKey": row["recipient_key"],
+        "email": row["email"],
+        "contactId": row["contact_id"],
+        "clientContactId": row["client_contact_id"],
+        "firstName": row["first_name"],
+        "surname": row["surname"],
+        "abVersion": row["ab_version"],
+        "status": row["status"],
+    }
+
+
+async def endpoint(request: Request) -> Response:
+    """GET /v1/deliveries/{campaignId}/{deliveryId}/recipients/{recipient}/timeline"""
+    svc = service_of(request)
+    account = await authenticate(request)
+    campaign, delivery = delivery_ids(request)
+    recipient = path_id(request, "recipient")
+    if "@" in recipient:  # addresses are keyed lower-cased
+        recipient = recipient.lower()
+    known_only(request.query_params, PARAMS)
+    limit = integer(request.query_params, "limit", 1000, 1, MAX_EVENTS)
+    async with svc.pool.acquire() as conn:
+        who = await conn.fetchrow(
+            db.QUERIES["find_recipient"], account, campaign, delivery, recipient
+        )
+        if who is None:
+            raise NotFound(f"recipient {recipient!r} not found in delivery {campaign}/{delivery}")
+        rows = await conn.fetch(
+            db.QUERIES["recipient_timeline"], account, delivery, who["recipient_key"], limit
+        )
+    return json({"recipient": recipient_json(who), "events": [event_json(r) for r in rows]})

@@ -142,3 +142,35 @@ async def test_signed_sendgrid_batch_and_sns_ses_bounce_become_recipient_rows(
     assert ann["delivered_at"] == datetime.fromtimestamp(1700000060, UTC)
     assert bounced["recipient_key"] == "recipient@example.com"
     assert (bounced["bounce_class"], bounced["bounce_code"]) == ("hard", "5.1.1")
+
+
+async def test_sns_handshakes_are_answered_recorded_and_never_reach_kafka(
+    harness: Harness, tmp_path: Path
+) -> None:
+    from tests.webhooks.contract_ses import TOPIC_ARN, FakeSns
+    from tests.webhooks.test_ses import confirmation
+
+    sink = RecordingSink(harness.settings)
+    sns = FakeSns({CERT_URL: SES.certificate})
+    await harness.account("acme")
+    pool = await harness.pool()
+    async with pool.acquire() as conn:
+        await save(conn, harness.settings.secret_key, "acme", "ses",
+                   options={"topic_arns": [TOPIC_ARN]})  # fmt: skip
+    await harness.start_app(sink=sink, context=sns.context(datetime.now(UTC)))
+    headers = {"content-type": "text/plain; charset=UTF-8"}
+    async with harness.client() as client:
+        body = orjson.dumps(sign_envelope(confirmation(), SES.key))
+        r = await client.post("/webhooks/ses/acme", content=body, headers=headers)
+        assert r.status_code == 200 and r.json()["confirmed"] is True
+        assert sns.confirmed == [confirmation()["SubscribeURL"]]
+        rows = await harness.fetch("SELECT status FROM sns_subscriptions")
+        assert [row["status"] for row in rows] == ["confirmed"]
+        body = orjson.dumps(sign_envelope(confirmation("UnsubscribeConfirmation"), SES.key))
+        r = await client.post("/webhooks/ses/acme", content=body, headers=headers)
+        assert r.status_code == 200
+    assert len(sns.confirmed) == 1  # the unsubscribe notice is recorded, not acted on
+    rows = await harness.fetch("SELECT status FROM sns_subscriptions")
+    assert [row["status"] for row in rows] == ["unsubscribe_requested"]
+    assert sink.sent == []
+    await sink.producer.stop()

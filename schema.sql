@@ -336,6 +336,6 @@ CREATE INDEX IF NOT EXISTS recipients_clicked_at_sort_idx
 CREATE INDEX IF NOT EXISTS recipients_clicked_at_desc_idx
     ON recipients (account_id, delivery_id, clicked_at DESC NULLS LAST, recipient_key);
 CREATE INDEX IF NOT EXISTS recipients_open_count_idx
-    ON recipients (account_id, delivery_id, open_count DESC, recipient_key);
+    ON recipients (account_id, delivery_id, open_count DESC NULLS LAST, recipient_key);
 CREATE INDEX IF NOT EXISTS recipients_click_count_idx
-    ON recipients (account_id, delivery_id, click_count DESC, recipient_key);
+    ON recipients (account_id, delivery_id, click_count DESC NULLS LAST, recipient_key);

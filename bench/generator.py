@@ -63,7 +63,7 @@ BLOCK_REASON = "421 4.7.0 [TSS04] Messages temporarily deferred due to user comp
 class Mix:
     """The proportions of a send; rates are per recipient unless named otherwise."""
 
-    deliveries: int = 12
+    deliveries: int = 14
     recipients: int = 20_000  # per delivery
     stagger_s: int = 1800  # between delivery starts
     open_rate: tuple[float, float] = (0.20, 0.40)  # drawn per delivery
@@ -186,7 +186,7 @@ class Send:
         machine = rng.random() < mix.machine_open_share
         opened = at + (rng.uniform(1, 120) if machine else rng.expovariate(1 / 10_800))
         agent = MPP_AGENT if machine else rng.choice(USER_AGENTS)
-        ip = f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+        ip = ".".join(str(rng.randint(1, 223)) for _ in range(4))
         while True:
             yield emit("open", opened, useragent=agent, ip=ip, sg_machine_open=machine)
             if rng.random() >= mix.repeat_open_p:
@@ -267,3 +267,27 @@ def api_event(event: Event) -> Event:
 def reads_email(i: int) -> str:
     """The address of recipient `i` of the reads phase's generated delivery (see READS_SQL)."""
     return f"r{i}@{DOMAINS[i % len(DOMAINS)]}"
+
+
+def engagement(seed: int, recipients: int, count: int, campaign: str, delivery: str) -> list[Event]:
+    """Opens and clicks on the reads phase's delivery, to fold while it is being read."""
+    rng = random.Random(seed)
+    out: list[Event] = []
+    for k in range(count):
+        i = rng.randint(1, recipients)
+        click = rng.random() < 0.1
+        event: Event = {
+            "email": reads_email(i),
+            "timestamp": 1_748_944_800 + k // 50,
+            "event": "click" if click else "open",
+            "sg_event_id": base64.b64encode(rng.randbytes(16)).decode(),
+            "sg_message_id": f"big{i:07d}.filter0001.16648.5515E0B88.0",
+            "campaign_id": campaign,
+            "delivery_id": delivery,
+            "useragent": rng.choice(USER_AGENTS),
+            "ip": f"198.51.100.{i % 250 + 1}",
+        }
+        if click:
+            event["url"] = rng.choice(LINKS)
+        out.append(event)
+    return out

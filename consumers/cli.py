@@ -1,11 +1,13 @@
 """The `mailfold` command: run the service and consumers, manage accounts and providers.
 
     mailfold init                         apply schema.sql and create the topics
-    mailfold serve | normalizer | fold    run one component in the foreground
+    mailfold serve | normalizer | fold | publisher    run one component in the foreground
     mailfold accounts create NAME [--allow-ip CIDR ...]
     mailfold accounts allow-ips ACCOUNT [CIDR ...]
     mailfold providers set ACCOUNT PROVIDER [--secret S] [--slot 1|2] ...
     mailfold normalize SOURCE FILE [--account A] [--content-type TYPE]
+    mailfold replay [--from TIME | --from-offset N] [--source PROVIDER] [--dry-run]
+    mailfold dlq list [--reason TEXT] [--json] | show ID | retry ID ... | retry --all [--reason T]
 
 It lives with the consumers because it drives both sides of the pipeline.
 """
@@ -22,13 +24,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from consumers import fold, normalize
+from consumers import dlq, fold, normalize, replay
 from service import db, kafka, logs
 from service.adapters import SOURCES, derive
 from service.auth import create_account, parse_networks
 from service.errors import MailfoldError, ParseError
 from service.events import encode
 from service.providers import save
+from service.read import publish
 from service.settings import Settings
 from service.webhooks.base import RawRecord
 
@@ -39,11 +42,16 @@ def out(data: Any) -> None:
 
 async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
     await db.apply_schema(settings.database_url)
-    await kafka.ensure_topics(settings)
+    await kafka.ensure_topics(settings, extra=[settings.suppressions_topic])
     out(
         {
             "schema": "applied",
-            "topics": [settings.raw_topic, settings.events_topic, settings.dlq_topic],
+            "topics": [
+                settings.raw_topic,
+                settings.events_topic,
+                settings.dlq_topic,
+                settings.suppressions_topic,
+            ],
         }
     )
 
@@ -143,6 +151,38 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_replay(settings: Settings, args: argparse.Namespace) -> None:
+    since = None
+    if args.since:
+        try:
+            since = replay.parse_since(args.since)
+        except ValueError as exc:
+            raise MailfoldError(f"--from expects an ISO-8601 date or time: {exc}") from exc
+    summary = await replay.serve(
+        settings,
+        since=since,
+        from_offset=args.from_offset,
+        source=args.source,
+        dry_run=args.dry_run,
+    )
+    out({**summary.as_dict(), "dry_run": args.dry_run})
+
+
+async def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
+    if args.action == "list":
+        letters = await dlq.list_letters(settings, args.reason)
+        if args.json:
+            out([x.as_dict() for x in letters])
+        else:
+            sys.stdout.write(dlq.table(letters) + "\n")
+    elif args.action == "show":
+        out(await dlq.show(settings, args.id))
+    else:
+        if bool(args.ids) == args.all:
+            raise MailfoldError("dlq retry takes letter ids (PARTITION:OFFSET) or --all")
+        out({"retried": await dlq.retry(settings, args.ids, every=args.all, reason=args.reason)})
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailfold", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -152,6 +192,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     sub.add_parser("normalizer", help="run the normalize consumer")
     sub.add_parser("fold", help="run the fold consumer")
+    sub.add_parser("publisher", help="publish suppressions to their Kafka topic")
 
     acc = sub.add_parser("accounts", help="manage accounts").add_subparsers(
         dest="action", required=True
@@ -189,6 +230,26 @@ def parser() -> argparse.ArgumentParser:
     norm.add_argument("--account", default="local")
     norm.add_argument("--content-type", default="application/json")
     norm.add_argument("--header", action="append", metavar="NAME=VALUE")
+
+    rep = sub.add_parser("replay", help="re-derive mailfold.events from mailfold.raw")
+    start = rep.add_mutually_exclusive_group()
+    start.add_argument("--from", dest="since", metavar="TIME", help="ISO time (UTC if no zone)")
+    start.add_argument("--from-offset", type=int, metavar="N", help="offset N of every partition")
+    rep.add_argument("--source", choices=SOURCES, help="only raw records of this source")
+    rep.add_argument("--dry-run", action="store_true", help="derive and count, produce nothing")
+
+    dead = sub.add_parser("dlq", help="the dead-letter topic").add_subparsers(
+        dest="action", required=True
+    )
+    dlist = dead.add_parser("list", help="what was set aside, when, from where and why")
+    dlist.add_argument("--reason", metavar="TEXT", help="only letters whose reason contains TEXT")
+    dlist.add_argument("--json", action="store_true", help="JSON instead of a table")
+    dshow = dead.add_parser("show", help="one dead letter: headers and body")
+    dshow.add_argument("id", metavar="ID", help="PARTITION:OFFSET as dlq list shows")
+    dretry = dead.add_parser("retry", help="produce letters again to their original topic")
+    dretry.add_argument("ids", nargs="*", metavar="ID")
+    dretry.add_argument("--all", action="store_true", help="every letter (see --reason)")
+    dretry.add_argument("--reason", metavar="TEXT", help="with --all: only reasons with TEXT")
     return p
 
 
@@ -215,12 +276,18 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(normalize.serve(settings))
         elif args.command == "fold":
             asyncio.run(fold.serve(settings))
+        elif args.command == "publisher":
+            asyncio.run(publish.serve(settings))
         elif args.command == "init":
             asyncio.run(cmd_init(settings, args))
         elif args.command == "accounts":
             asyncio.run(cmd_accounts(settings, args))
         elif args.command == "providers":
             asyncio.run(cmd_providers(settings, args))
+        elif args.command == "replay":
+            asyncio.run(cmd_replay(settings, args))
+        elif args.command == "dlq":
+            asyncio.run(cmd_dlq(settings, args))
     except MailfoldError as exc:
         print(f"mailfold: {exc.message}", file=sys.stderr)
         return 1

@@ -16,12 +16,12 @@ import time
 from service import kafka, logs, metrics
 from service.adapters import SOURCES, derive
 from service.errors import ParseError
-from service.events import encode
+from service.events import Event, encode
 from service.raw import from_kafka
 from service.settings import Settings
 
 log = logging.getLogger("mailfold.normalize")
-Output = tuple[str, bytes | None, bytes, kafka.Headers]
+Output = kafka.Output
 STAGE = "normalize"
 LAG_EVERY_S = 5.0
 
@@ -45,14 +45,22 @@ def source_of(rec: kafka.Record) -> str:
     return source if source in SOURCES else "unknown"
 
 
+def derive_record(rec: kafka.Record) -> list[Event]:
+    """The canonical events of one raw record; ParseError, with the reason, if it is unreadable."""
+    try:
+        return derive(from_kafka(rec.value, rec.headers))
+    except ParseError:
+        raise
+    except Exception as exc:  # unreadable headers or metadata: data, never a crash loop
+        raise ParseError(f"unreadable raw record: {exc!r}") from exc
+
+
 def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
     """What one raw record becomes: its events, or one dead letter with the reason."""
     try:
-        events = derive(from_kafka(rec.value, rec.headers))
+        events = derive_record(rec)
     except ParseError as exc:
         reason = str(exc)
-    except Exception as exc:  # unreadable headers or metadata: data, never a crash loop
-        reason = f"unreadable raw record: {exc!r}"
     else:
         metrics.NORMALIZED.inc(len(events), source=source_of(rec))
         return [(settings.events_topic, e.key(), encode(e), []) for e in events]

@@ -145,10 +145,16 @@ def kept_headers(
     return kept
 
 
-async def check_webhook(request: Request) -> Response:
-    """Providers (Mandrill) check a webhook URL with HEAD or GET before using it."""
-    if request.path_params["provider"] not in PROVIDERS:
-        raise NotFound(f"unknown provider {request.path_params['provider']!r}")
+async def webhook(request: Request) -> Response:
+    """POST delivers events; providers (Mandrill) check the URL with HEAD or GET beforehand."""
+    if request.method == "POST":
+        return await post_webhook(request)
+    svc: Service = request.app.state.service
+    provider, account = request.path_params["provider"], request.path_params["account"]
+    if provider not in PROVIDERS:
+        raise NotFound(f"unknown provider {provider!r}")
+    if await svc.credentials.get(account, provider) is None:
+        raise NotFound(f"no {provider} webhook is configured for account {account!r}")
     return json({"ok": True})
 
 
@@ -259,8 +265,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
             Route("/v1/events", post_events, methods=["POST"]),
-            Route("/webhooks/{provider}/{account}", post_webhook, methods=["POST"]),
-            Route("/webhooks/{provider}/{account}", check_webhook, methods=["HEAD", "GET"]),
+            Route("/webhooks/{provider}/{account}", webhook, methods=["POST", "GET", "HEAD"]),
             *READ_ROUTES,
         ],
         lifespan=lifespan,

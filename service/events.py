@@ -139,7 +139,10 @@ def parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(text)
     if parsed.tzinfo is None:
         raise ValueError(f"time {value!r} has no zone")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # year 1 with a positive offset, year 9999 with a negative one
+        raise ValueError(f"time {value!r} is out of range") from exc
 
 
 def parse_amount(value: Any) -> Decimal:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -50,8 +51,14 @@ MAX_TEXT = 2048
 Problem = dict[str, Any]
 
 
+# PostgreSQL's numeric(20, 4) and its text types: what the ledger can hold.
+MAX_AMOUNT = Decimal(10) ** 16
+EARLIEST, LATEST = 1970, 9999
+
+
 def _text(value: Any, limit: int = 256) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= limit
+    # NUL cannot be stored in PostgreSQL text; refuse it here rather than dead-letter it later.
+    return isinstance(value, str) and 0 < len(value) <= limit and "\x00" not in value
 
 
 def _check_recipient(rcpt: Any, err: Any) -> None:
@@ -77,20 +84,35 @@ def _check_by_type(item: dict[str, Any], kind: str, err: Any) -> None:
             err("bounce", "must be an object")
         elif bounce.get("class") not in (None, "hard", "soft"):
             err("bounce.class", "must be hard, soft or null")
-    if kind == "converted":
-        conv = item.get("conversion")
-        if not isinstance(conv, dict) or "amount" not in conv:
-            err("conversion.amount", "is required for converted events")
         else:
-            try:
-                parse_amount(conv["amount"])
-            except ValueError as exc:
-                err("conversion.amount", str(exc))
-            cur = conv.get("currency")
-            if cur is not None and not (isinstance(cur, str) and len(cur) == 3 and cur.isalpha()):
-                err("conversion.currency", "must be a three-letter ISO 4217 code")
+            for key in ("code", "reason"):
+                if bounce.get(key) is not None and not _text(bounce[key], MAX_TEXT):
+                    err(f"bounce.{key}", f"must be a string of at most {MAX_TEXT} characters")
+    conv = item.get("conversion")
+    if kind == "converted" and (not isinstance(conv, dict) or "amount" not in conv):
+        err("conversion.amount", "is required for converted events")
+    elif conv is not None:
+        _check_conversion(conv, err)
     if kind == "custom" and not _text(item.get("name"), 128):
         err("name", "is required for custom events (at most 128 characters)")
+    elif item.get("name") is not None and not _text(item["name"], 128):
+        err("name", "must be a string of at most 128 characters")
+    if b"\\u0000" in orjson.dumps(item.get("payload")):
+        err("payload", "must not contain NUL characters")
+
+
+def _check_conversion(conv: Any, err: Any) -> None:
+    if not isinstance(conv, dict) or "amount" not in conv:
+        err("conversion", "must be an object with amount (and currency)")
+        return
+    try:
+        if abs(parse_amount(conv["amount"])) >= MAX_AMOUNT:
+            err("conversion.amount", f"must be less than {MAX_AMOUNT:,} in magnitude")
+    except ValueError as exc:
+        err("conversion.amount", str(exc))
+    cur = conv.get("currency")
+    if cur is not None and not (isinstance(cur, str) and len(cur) == 3 and cur.isalpha()):
+        err("conversion.currency", "must be a three-letter ISO 4217 code")
 
 
 def _check_event(item: Any, index: int, problems: list[Problem]) -> None:
@@ -103,12 +125,14 @@ def _check_event(item: Any, index: int, problems: list[Problem]) -> None:
     for key in sorted(item.keys() - TOP_FIELDS):
         err(key, "unknown field")
     kind = item.get("type")
-    if kind not in EventType._value2member_map_:
+    if not isinstance(kind, str) or kind not in EventType._value2member_map_:
         err("type", f"must be one of {', '.join(t.value for t in EventType)}")
     try:
         if not isinstance(item.get("occurred_at"), str):
             raise ValueError("is required, an ISO-8601 time with a zone")
-        parse_time(item["occurred_at"])
+        at = parse_time(item["occurred_at"])
+        if not EARLIEST <= at.year <= LATEST:
+            raise ValueError(f"year {at.year} is outside {EARLIEST}-{LATEST}")
     except ValueError as exc:
         err("occurred_at", str(exc) if "required" in str(exc) else f"is not a zoned time: {exc}")
     for key in ID_FIELDS:

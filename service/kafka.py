@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,46 @@ log = logging.getLogger("mailfold.kafka")
 
 # Room for SendGrid's ~768 KB batches (which can run over) plus headers.
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+# aiokafka logs the same connection error for every retry, thousands a second while the broker
+# is down; each distinct message passes once per this many seconds, with the count held back.
+REPEAT_WINDOW_S = 10.0
 Headers = list[tuple[str, bytes]]
+# A record to produce: (topic, key, value, headers).
+Output = tuple[str, bytes | None, bytes, Headers]
+
+
+class Repeats(logging.Filter):
+    """Lets a message template through once per window, noting how many were held back."""
+
+    def __init__(self, window: float = REPEAT_WINDOW_S) -> None:
+        super().__init__()
+        self.window = window
+        self.seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        first, held = self.seen.get(key, (0.0, 0))
+        if now - first < self.window:
+            self.seen[key] = (first, held + 1)
+            return False
+        if len(self.seen) > 1000:
+            self.seen.clear()
+        self.seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like this held back)"
+        return True
+
+
+def quiet_repeats() -> None:
+    """Put the filter on every aiokafka logger (a logger's filters do not reach its children)."""
+    repeats = Repeats()
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] == "aiokafka"]
+    for name in {"aiokafka", *names}:
+        logging.getLogger(name).addFilter(repeats)
+
+
+quiet_repeats()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +182,7 @@ class Producer:
                 retry_after=self._settings.retry_after_s,
             ) from exc
 
-    async def send_many(self, items: Sequence[tuple[str, bytes | None, bytes, Headers]]) -> None:
+    async def send_many(self, items: Sequence[Output]) -> None:
         """Produce (topic, key, value, headers) records and wait until all are acknowledged."""
         if not self._started and not await self.try_start():
             raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
@@ -159,9 +199,7 @@ class Producer:
                 retry_after=self._settings.retry_after_s,
             ) from exc
 
-    async def send_until_acked(
-        self, items: Sequence[tuple[str, bytes | None, bytes, Headers]], stop: asyncio.Event
-    ) -> bool:
+    async def send_until_acked(self, items: Sequence[Output], stop: asyncio.Event) -> bool:
         """`send_many`, retried with backoff until acknowledged (True) or `stop` is set (False).
 
         A retry may produce some records twice; their readers deduplicate (events by event_id).
@@ -253,6 +291,7 @@ class Consumer:
     ) -> None:
         self._topic = topic
         self._group = group
+        self._lagging: set[tuple[str, int]] = set()  # partitions with a published lag
         self._max_records = max_records
         self._listener = _Listener(on_assign, on_revoke)
         self._consumer = AIOKafkaConsumer(
@@ -351,8 +390,11 @@ class Consumer:
         except (KafkaError, TimeoutError, AssertionError) as exc:
             log.debug("lag unknown: %r", exc)
             return
+        for topic, partition in self._lagging - lag.keys():
+            metrics.LAG.remove(group=self._group, topic=topic, partition=partition)
         for (topic, partition), n in lag.items():
             metrics.LAG.set(n, group=self._group, topic=topic, partition=partition)
+        self._lagging = set(lag)
 
 
 class Reader:
@@ -414,3 +456,31 @@ class Reader:
     async def batch(self, timeout_ms: int = 500) -> list[Record]:
         fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         return [to_record(r) for records in fetched.values() for r in records]
+
+    async def scan(self, ranges: Mapping[int, tuple[int, int]]) -> AsyncIterator[list[Record]]:
+        """Batches of the records in [start, end) of each partition, until every range is read.
+
+        Offsets that are gone (compacted, transaction markers) are skipped: a partition is done
+        once the position reaches its end.
+        """
+        todo = {p: end for p, (start, end) in ranges.items() if start < end}
+        for partition in set(await self.partitions()) - set(todo):
+            self.pause(partition)
+        for partition in todo:
+            self.seek(partition, ranges[partition][0])
+        while todo:
+            records = await self.batch()
+            wanted = [r for r in records if r.partition in todo and r.offset < todo[r.partition]]
+            for partition, end in list(todo.items()):
+                if await self.position(partition) >= end:
+                    self.pause(partition)
+                    del todo[partition]
+            if wanted:
+                yield wanted
+
+    async def partitions(self) -> list[int]:
+        return sorted(tp.partition for tp in self._consumer.assignment())
+
+    async def position(self, partition: int) -> int:
+        position: int = await self._consumer.position(TopicPartition(self.topic, partition))
+        return position

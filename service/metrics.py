@@ -111,6 +111,11 @@ class Gauge(Metric):
     def dec(self, amount: float = 1.0, **labels: object) -> None:
         self.inc(-amount, **labels)
 
+    def remove(self, **labels: object) -> None:
+        """Drop one labelled series (a partition this process no longer reads)."""
+        with self._lock:
+            self._values.pop(self.key(labels), None)
+
     def value(self, **labels: object) -> float:
         return self._values.get(self.key(labels), 0.0)
 

@@ -15,6 +15,7 @@ class Settings:
     raw_topic: str = "mailfold.raw"
     events_topic: str = "mailfold.events"
     dlq_topic: str = "mailfold.dlq"
+    suppressions_topic: str = "mailfold.suppressions"
     topic_partitions: int = 4
     normalize_group: str = "mailfold-normalize"
     fold_group: str = "mailfold-fold"

@@ -2,9 +2,10 @@
 
 It knows nothing of the SQL: it deduplicates by the documented identity fields (DESIGN.md: source,
 native event name, message id, recipient, event time, URL and a trustworthy event id), attributes
-events that name only a message through the events that carry both, and folds with plain Python
-into the three things the read side shows: recipient rows, delivery counters per event type and
-link counts per URL and recipient.
+events that name only a message through the events that carry both, marks click bursts as
+machine clicks (MACHINE.md e3: 3 or more distinct links within 2 seconds from one address), and
+folds with plain Python into the three things the read side shows: recipient rows, delivery
+counters per event type and link counts per URL and recipient.
 
 Events are Event API objects; a provider's event can be described in the same shape with
 `source`, `native` (its own event name) and `discriminator` (what its adapter folds into the id).
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -74,7 +75,9 @@ RECIPIENT_FIELDS = (
     "first_event_at",
     "last_event_at",
 )
-DELIVERY_FIELDS = ("event_count", "machine_count", "hard_count", "amount")
+DELIVERY_FIELDS = ("event_count", "machine_count", "human_count", "hard_count", "amount")
+BURST = timedelta(seconds=2)
+BURST_LINKS = 3
 LINK_FIELDS = ("click_count", "machine_count", "first_at")
 
 
@@ -136,6 +139,26 @@ def attribute(events: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         if delivery:
             out.append((delivery, e))
     return out
+
+
+def mark_bursts(attributed: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Clicks inside a window of 2 s holding 3 or more distinct links from one address become
+    machine clicks, whatever order they came in."""
+    clicks: dict[Key, list[tuple[datetime, int]]] = defaultdict(list)
+    for i, (delivery, e) in enumerate(attributed):
+        if e["type"] == "clicked" and e.get("url"):
+            key = (delivery, recipient_key(e), e.get("ip"))
+            clicks[key].append((parse_time(e["occurred_at"]), i))
+    marked: set[int] = set()
+    for group in clicks.values():
+        for start, _ in group:
+            window = [(at, i) for at, i in group if start <= at <= start + BURST]
+            if len({attributed[i][1]["url"] for _, i in window}) >= BURST_LINKS:
+                marked.update(i for _, i in window)
+    return [
+        (delivery, {**e, "machine": True} if i in marked else e)
+        for i, (delivery, e) in enumerate(attributed)
+    ]
 
 
 def rank(e: dict[str, Any]) -> int:
@@ -206,12 +229,13 @@ def expect(events: Iterable[dict[str, Any]]) -> State:
     recipients: Rows = defaultdict(new_recipient)
     deliveries: Rows = defaultdict(lambda: dict.fromkeys(DELIVERY_FIELDS, 0))
     links: Rows = {}
-    for delivery, e in attribute(distinct(events)):
+    for delivery, e in mark_bursts(attribute(distinct(events))):
         who, machine = recipient_key(e), e.get("machine") is True
         fold_recipient(recipients[(delivery, who)], e)
         stats = deliveries[(delivery, e["type"])]
         stats["event_count"] += 1
         stats["machine_count"] += machine
+        stats["human_count"] += e.get("machine") is False
         stats["hard_count"] += bounce_class(e) == "hard"
         stats["amount"] += amount(e) or 0
         if e["type"] == "clicked" and e.get("url"):

@@ -55,6 +55,13 @@ def test_an_array_of_valid_events_has_no_problems() -> None:
         ({"type": "custom"}, "name"),
         ({"bounce": {"class": "medium"}}, "bounce.class"),
         ({"url": "x" * 3000}, "url"),
+        ({"campaign_id": "c\x00"}, "campaign_id"),
+        ({"payload": {"note": "a\x00b"}}, "payload"),
+        ({"occurred_at": "0999-06-01T10:00:00Z"}, "occurred_at"),
+        ({"occurred_at": "0001-01-01T00:30:00+01:00"}, "occurred_at"),
+        ({"conversion": {"amount": 0, "currency": ""}}, "conversion.currency"),
+        ({"type": "converted", "conversion": {"amount": "1e17"}}, "conversion.amount"),
+        ({"type": {}}, "type"),
     ],
 )
 def test_each_bad_field_is_named_with_its_index(change: dict[str, object], field: str) -> None:

@@ -40,7 +40,7 @@ LIMIT $3 OFFSET $4"""
 
 def parse_sort(raw: str | None) -> str:
     """`-clicks` (the default) or any of SORTS, ascending unless prefixed with `-`."""
-    raw = raw or "-clicks"
+    raw = "-clicks" if raw is None else raw
     desc = raw.startswith("-")
     name = raw[1:] if desc else raw
     if name not in SORTS:

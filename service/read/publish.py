@@ -65,8 +65,9 @@ async def publish_once(
     return len(rows)
 
 
-async def run(settings: Settings, stop: asyncio.Event, topic: str = TOPIC) -> None:
+async def run(settings: Settings, stop: asyncio.Event, topic: str | None = None) -> None:
     """Publish until `stop` is set, waiting IDLE_S when there is nothing new."""
+    topic = topic or settings.suppressions_topic
     await kafka.ensure_topics(settings, extra=[topic])
     producer = kafka.Producer(settings)
     conn = await db.connect(settings.database_url)
@@ -78,7 +79,8 @@ async def run(settings: Settings, stop: asyncio.Event, topic: str = TOPIC) -> No
                 log.warning("publishing suppressions failed, retrying: %r", exc)
                 published = 0
                 if conn.is_closed():
-                    conn = await db.connect(settings.database_url)
+                    with contextlib.suppress(OSError, asyncpg.PostgresError):
+                        conn = await db.connect(settings.database_url)
             if not published:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), IDLE_S)

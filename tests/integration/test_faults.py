@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from consumers import fold, normalize
-from service import kafka
+from service import kafka, metrics
 from service.providers import save
 from service.settings import Settings
 from tests import oracle
@@ -309,6 +309,7 @@ async def test_postgres_stopped_while_folding_waits_and_resumes_without_half_com
     await harness.start_pipeline()
     acme = await harness.account()
     events = make_events(3000, seed=4)
+    retries = metrics.FOLD_RETRIES.value()
     async with harness.client(acme) as client:
         feeder = Feeder(client, batches_of(events, 30))
         await wait_for(lambda: ledger_count(harness), lambda n: n > 300)
@@ -320,6 +321,7 @@ async def test_postgres_stopped_while_folding_waits_and_resumes_without_half_com
         finally:
             services("start", "postgres")
         accepted = await feeder.done()
+    assert metrics.FOLD_RETRIES.value() > retries  # the outage did hit a fold transaction
     await check_against_oracle(harness, accepted)
     await assert_consistent(harness)
 

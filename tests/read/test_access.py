@@ -41,8 +41,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("path", DELIVERY_PATHS + ACCOUNT_PATHS)
-async def test_no_credentials_is_401(running: Harness, path: str) -> None:
-    async with running.client() as anonymous:
+async def test_no_credentials_is_401(harness: Harness, path: str) -> None:
+    await harness.start_app()
+    async with harness.client() as anonymous:
         r = await anonymous.get(path)
     assert r.status_code == 401 and r.json()["error"] == "unauthorized"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -148,7 +149,7 @@ def test_histogram_rows_become_one_bucket_per_start_in_the_zone() -> None:
             "amount": Decimal("9.5"),
         },
     ]
-    (bucket,) = histograms.buckets(rows, histograms.ZoneInfo("Europe/Prague"))
+    (bucket,) = histograms.buckets(rows, ZoneInfo("Europe/Prague"))
     assert bucket["start"] == "2025-06-01T13:00:00+02:00"
     assert (bucket["opened"], bucket["openedMachine"], bucket["converted"]) == (3, 1, 1)
     assert bucket["conversionsAmount"] == 9.5

@@ -1,0 +1,201 @@
+"""`mailfold dlq`: what was set aside on mailfold.dlq and why, one letter in full, and retry.
+
+A dead letter is the original record (key, value and headers, byte for byte) plus `dlq-reason`,
+`dlq-stage` (normalize or fold), `dlq-topic`, `dlq-partition` and `dlq-offset` saying where it
+was read. Retrying produces the original record again to its original topic (mailfold.raw or
+mailfold.events) without the dlq headers. The letter stays where it is (Kafka's log is
+append-only); a retried record that still cannot be read is set aside again with its reason, and
+one that now can be yields events whose ids make a repeated retry harmless.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from service import kafka
+from service.errors import BadInput, MailfoldError, NotFound
+from service.settings import Settings
+
+PREFIX = "dlq-"
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """One dead letter as `dlq list` shows it."""
+
+    id: str  # "partition:offset" on the dead-letter topic
+    set_aside_at: str
+    stage: str
+    reason: str
+    source: str | None
+    account: str | None
+    topic: str  # where the record was read
+    partition: int | None
+    offset: int | None
+    received_at: str | None
+    request_id: str | None
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def text(headers: dict[str, bytes], name: str) -> str | None:
+    value = headers.get(name)
+    return value.decode("utf-8", "replace") if value else None
+
+
+def number(headers: dict[str, bytes], name: str) -> int | None:
+    value = text(headers, name)
+    return int(value) if value and value.lstrip("-").isdigit() else None
+
+
+def event_fields(value: bytes) -> dict[str, Any]:
+    """Source and account of a canonical event, when the letter is one (fold stage)."""
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def describe(rec: kafka.Record) -> Letter:
+    h = rec.headers
+    fallback = event_fields(rec.value) if "source" not in h else {}
+    return Letter(
+        id=f"{rec.partition}:{rec.offset}",
+        set_aside_at=datetime.fromtimestamp(rec.timestamp_ms / 1000, UTC).isoformat(),
+        stage=text(h, "dlq-stage") or "normalize",
+        reason=text(h, "dlq-reason") or "",
+        source=text(h, "source") or str_or_none(fallback.get("source")),
+        account=text(h, "account") or str_or_none(fallback.get("account")),
+        topic=text(h, "dlq-topic") or "",
+        partition=number(h, "dlq-partition"),
+        offset=number(h, "dlq-offset"),
+        received_at=text(h, "received-at"),
+        request_id=text(h, "request-id"),
+        size=len(rec.value),
+    )
+
+
+def str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_id(ident: str) -> tuple[int, int]:
+    """ "P:OFFSET" (as `dlq list` prints it) -> (partition, offset)."""
+    part, sep, offset = ident.partition(":")
+    if not (sep and part.isdigit() and offset.isdigit()):
+        raise BadInput(f"a dead letter is named PARTITION:OFFSET as dlq list shows, not {ident!r}")
+    return int(part), int(offset)
+
+
+async def read(
+    settings: Settings, wanted: Iterable[tuple[int, int]] | None = None
+) -> list[kafka.Record]:
+    """The dead letters now on the topic: all of them, or those at the `wanted` coordinates."""
+    reader = kafka.Reader(settings, settings.dlq_topic)
+    try:
+        partitions = await reader.start()
+        firsts, ends = await reader.beginnings(partitions), await reader.ends(partitions)
+        ranges = {p: (firsts[p], ends[p]) for p in partitions}
+        targets = set(wanted) if wanted is not None else None
+        if targets is not None:
+            ranges = {}
+            for p, o in targets:
+                if p in ends and firsts[p] <= o < ends[p]:
+                    low, high = ranges.get(p, (o, o + 1))
+                    ranges[p] = (min(low, o), max(high, o + 1))
+        found = [rec async for batch in reader.scan(ranges) for rec in batch]
+    finally:
+        await reader.stop()
+    if targets is not None:
+        found = [r for r in found if (r.partition, r.offset) in targets]
+    return sorted(found, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+
+
+async def list_letters(settings: Settings, reason: str | None = None) -> list[Letter]:
+    """Every dead letter, oldest first; only those whose reason contains `reason` if given."""
+    letters = [describe(rec) for rec in await read(settings)]
+    if reason:
+        letters = [x for x in letters if reason.lower() in x.reason.lower()]
+    return letters
+
+
+async def show(settings: Settings, ident: str) -> dict[str, Any]:
+    """One letter: its description, the original headers and the body."""
+    found = await read(settings, [parse_id(ident)])
+    if not found:
+        raise NotFound(f"no dead letter {ident} on {settings.dlq_topic}")
+    rec = found[0]
+    out = describe(rec).as_dict()
+    out["key"] = rec.key.decode("utf-8", "replace") if rec.key is not None else None
+    out["headers"] = {
+        k: v.decode("utf-8", "replace") for k, v in rec.headers.items() if not k.startswith(PREFIX)
+    }
+    try:
+        out["body"] = rec.value.decode()
+    except UnicodeDecodeError:
+        out["body_base64"] = base64.b64encode(rec.value).decode()
+    return out
+
+
+def original(settings: Settings, rec: kafka.Record) -> kafka.Output:
+    """The record as it was before it was set aside, bound for the topic it was read from."""
+    topic = text(rec.headers, "dlq-topic")
+    if topic not in (settings.raw_topic, settings.events_topic):
+        raise MailfoldError(
+            f"dead letter {rec.partition}:{rec.offset} came from {topic!r}, which is neither "
+            f"{settings.raw_topic} nor {settings.events_topic}; not retried"
+        )
+    headers = [(k, v) for k, v in rec.headers.items() if not k.startswith(PREFIX)]
+    return (topic, rec.key, rec.value, headers)
+
+
+async def retry(
+    settings: Settings, idents: list[str], *, every: bool = False, reason: str | None = None
+) -> list[dict[str, Any]]:
+    """Produce the named letters' originals again (or every one, filtered by `reason`)."""
+    if every:
+        records = await read(settings)
+        if reason:
+            records = [r for r in records if reason.lower() in describe(r).reason.lower()]
+    else:
+        wanted = [parse_id(i) for i in idents]
+        records = await read(settings, wanted)
+        missing = set(wanted) - {(r.partition, r.offset) for r in records}
+        if missing:
+            names = ", ".join(f"{p}:{o}" for p, o in sorted(missing))
+            raise NotFound(f"no dead letter {names} on {settings.dlq_topic}")
+    outputs = [original(settings, rec) for rec in records]
+    producer = kafka.Producer(settings)
+    try:
+        await producer.send_many(outputs)
+    finally:
+        await producer.stop()
+    return [
+        {"id": f"{rec.partition}:{rec.offset}", "to": out[0]}
+        for rec, out in zip(records, outputs, strict=True)
+    ]
+
+
+def table(letters: list[Letter], width: int = 100) -> str:
+    """`dlq list` for people: one line per letter, the reason cut to fit."""
+    head = f"{'ID':<9} {'SET ASIDE (UTC)':<19} {'STAGE':<9} {'SOURCE':<10} {'ACCOUNT':<12} "
+    head += f"{'FROM':<28} REASON"
+    lines = [head]
+    for x in letters:
+        origin = f"{x.topic}/{x.partition}@{x.offset}"
+        line = (
+            f"{x.id:<9} {x.set_aside_at[:19].replace('T', ' '):<19} {x.stage:<9} "
+            f"{(x.source or '-')[:10]:<10} {(x.account or '-')[:12]:<12} {origin[:28]:<28} "
+        )
+        lines.append(line + x.reason[: max(20, width - len(line))])
+    lines.append(f"{len(letters)} dead letter(s)")
+    return "\n".join(lines)

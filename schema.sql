@@ -179,6 +179,12 @@ CREATE INDEX IF NOT EXISTS recipients_complained_at_idx
 CREATE INDEX IF NOT EXISTS recipients_converted_at_idx
     ON recipients (account_id, delivery_id, converted_at, recipient_key)
     WHERE converted_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_human_opened_at_idx
+    ON recipients (account_id, delivery_id, human_opened_at, recipient_key)
+    WHERE human_opened_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_human_clicked_at_idx
+    ON recipients (account_id, delivery_id, human_clicked_at, recipient_key)
+    WHERE human_clicked_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS recipients_surname_idx
     ON recipients (account_id, delivery_id, surname, recipient_key);
 

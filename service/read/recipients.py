@@ -32,6 +32,9 @@ SIGNALS: dict[str, str] = {
     "unsubscribed": "unsubscribed_at",
     "spam": "complained_at",
     "converted": "converted_at",
+    # Human-only signals: at least one open or click classified as a person's (MACHINE.md e4).
+    "opened_human": "human_opened_at",
+    "clicked_human": "human_clicked_at",
 }
 # Without a signal, dateFrom/dateTo apply to when the delivery reached the recipient.
 DELIVERY_TIME = "coalesce(delivered_at, sent_at)"

@@ -12,6 +12,8 @@ from tests.harness import Harness, wait_for
 pytestmark = pytest.mark.integration
 
 URL = "/v1/deliveries/c1/d1/recipients"
+CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+          "Chrome/120.0.0.0 Safari/537.36")  # fmt: skip
 
 
 def event(kind: str, at: str, email: str, **extra: Any) -> dict[str, Any]:
@@ -136,6 +138,8 @@ async def test_posted_events_come_back_as_the_seeds_recipient_list(running: Harn
         ({"signal": "unsubscribed"}, ["jane.smith"]),
         ({"signal": "spam"}, ["ann.onym"]),
         ({"signal": "converted"}, ["john.doe"]),
+        ({"signal": "opened_human"}, ["john.doe"]),
+        ({"signal": "clicked_human"}, []),
         ({"q": "SMITH"}, ["jane.smith"]),
         ({"q": "john"}, ["john.doe"]),
         ({"q": "1855"}, ["jane.smith"]),
@@ -287,3 +291,43 @@ async def test_health_and_readiness(running: Harness) -> None:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         r = await client.get("/readyz")
         assert r.status_code == 200 and r.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
+
+
+async def test_human_and_machine_figures_come_out_of_the_pipeline(running: Harness) -> None:
+    acme = await running.account()
+    gmail = (
+        "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
+    )
+    events = [
+        event("delivered", "2025-06-01T12:00:00Z", "ann@example.com"),
+        event("opened", "2025-06-01T12:00:30Z", "ann@example.com", user_agent="Mozilla/5.0"),
+        event("opened", "2025-06-01T15:00:00Z", "ann@example.com", user_agent=gmail),
+        event("opened", "2025-06-01T16:00:00Z", "ann@example.com"),  # no agent: undecided
+        # a scanner's burst: three links within two seconds from one address
+        *[
+            event("clicked", f"2025-06-01T12:01:0{i}Z", "ann@example.com",
+                  url=f"https://shop.test/{i}", ip="40.1.2.3", user_agent="Mozilla/5.0 (X11)")
+            for i in range(3)
+        ],
+        event("clicked", "2025-06-01T15:01:00Z", "ann@example.com", url="https://shop.test/0",
+              ip="198.51.100.4", user_agent=CHROME),
+    ]  # fmt: skip
+    async with running.client(acme) as client:
+        await post(client, events)
+        await folded(running, client, len(events))
+        rows = await wait_for(
+            lambda: running.fetch("SELECT * FROM recipients"),
+            lambda rows: rows and rows[0]["click_machine_count"] == 3,
+        )
+        summary = (await client.get("/v1/deliveries/c1/d1/summary")).json()
+    ann = rows[0]
+    assert (ann["open_count"], ann["open_human_count"], ann["open_machine_count"]) == (3, 1, 1)
+    assert (ann["click_count"], ann["click_human_count"], ann["click_machine_count"]) == (4, 1, 3)
+    assert summary["opensHuman"] == 1 and summary["opensMachine"] == 1 and summary["opens"] == 3
+    assert summary["clicksMachine"] == 3 and summary["clicksHuman"] == 1
+    reasons = await running.fetch(
+        "SELECT machine_reason, count(*) AS n FROM events WHERE type IN ('opened', 'clicked') "
+        "GROUP BY 1 ORDER BY 1"
+    )
+    assert {r["machine_reason"]: r["n"] for r in reasons} == {
+        "apple_mpp": 1, "click_burst": 3, None: 3}  # fmt: skip

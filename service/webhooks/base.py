@@ -8,11 +8,15 @@ messages (SNS subscription confirmations, SparkPost's ping) without producing an
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service.errors import Rejected
 from service.events import Bounce, Conversion, Event, EventType, Recipient, event_id
 
 
@@ -194,6 +198,28 @@ def make_event(
 def from_epoch(value: Any) -> datetime:
     """Epoch seconds (int, float or a numeric string) to an aware UTC datetime."""
     return datetime.fromtimestamp(float(value), UTC)
+
+
+def verify_basic(request: WebhookRequest, credentials: Credentials, provider: str) -> None:
+    """Raise Rejected unless `Authorization: Basic` carries one of the account's `user:password`
+    secrets (the scheme of providers that sign nothing: Postmark, SparkPost, Mailjet).
+
+    Every secret is compared, in constant time, so timing tells neither whether nor which matched.
+    """
+    if not credentials.secrets:
+        raise Rejected(f"{provider}: no Basic credentials are configured for this account")
+    scheme, _, token = (header(request, "authorization") or "").strip().partition(" ")
+    if scheme.lower() != "basic" or not token.strip():
+        raise Rejected(f"{provider}: Basic credentials are missing")
+    try:
+        given = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise Rejected(f"{provider}: Basic credentials are not base64") from exc
+    matched = False
+    for secret in credentials.secrets:
+        matched |= hmac.compare_digest(given, secret.encode())
+    if not matched:
+        raise Rejected(f"{provider}: Basic credentials do not match")
 
 
 def header(request: WebhookRequest, name: str) -> str | None:

@@ -9,15 +9,12 @@ Docs:
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-from service.errors import ParseError, Rejected
+from service.errors import ParseError
 from service.events import Bounce, Event, EventType, Recipient
 from service.webhooks.base import (
     Adapter,
@@ -26,9 +23,9 @@ from service.webhooks.base import (
     RawRecord,
     WebhookRequest,
     from_epoch,
-    header,
     make_event,
     metadata_fields,
+    verify_basic,
 )
 
 # Mailjet "event" -> canonical type. "bounce" is split by hard_bounce and error below.
@@ -49,25 +46,7 @@ GREYLISTED = "greylisted"
 
 async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
     """Raise Rejected unless the Basic credentials equal one of the account's `user:password`."""
-    if not credentials.secrets:
-        raise Rejected("mailjet: no Basic credentials are configured for this account")
-    given = basic_credentials(header(request, "authorization"))
-    matched = False
-    for secret in credentials.secrets:  # every one, so timing does not tell which matched
-        matched |= hmac.compare_digest(given, secret.encode())
-    if not matched:
-        raise Rejected("mailjet: Basic credentials do not match")
-
-
-def basic_credentials(value: str | None) -> bytes:
-    """The decoded `user:password` of an `Authorization: Basic ...` header."""
-    scheme, _, token = (value or "").strip().partition(" ")
-    if scheme.lower() != "basic" or not token.strip():
-        raise Rejected("mailjet: Basic credentials are missing")
-    try:
-        return base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise Rejected("mailjet: Basic credentials are not base64") from exc
+    verify_basic(request, credentials, "mailjet")
 
 
 def parse(record: RawRecord) -> list[Event]:

@@ -7,15 +7,12 @@ types), postmarkapp.com/developer/api/webhooks-api (HttpAuth). Postmark signs no
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import re
 from datetime import datetime
 from typing import Any
 
-from service.errors import ParseError, Rejected
+from service.errors import ParseError
 from service.events import Bounce, Event, EventType, Recipient, parse_time
 from service.webhooks.base import (
     Adapter,
@@ -23,9 +20,9 @@ from service.webhooks.base import (
     Credentials,
     RawRecord,
     WebhookRequest,
-    header,
     make_event,
     metadata_fields,
+    verify_basic,
 )
 
 # Postmark "RecordType" -> canonical type, and the field holding the event time.
@@ -86,24 +83,7 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
     """Raise Rejected unless the Basic credentials equal one of the account's `user:password`."""
-    if not credentials.secrets:
-        raise Rejected("postmark: no Basic credentials are configured for this account")
-    given = _basic_credentials(header(request, "authorization"))
-    matched = False
-    for secret in credentials.secrets:  # every one, so timing does not tell which matched
-        matched |= hmac.compare_digest(given, secret.encode())
-    if not matched:
-        raise Rejected("postmark: Basic credentials do not match")
-
-
-def _basic_credentials(value: str | None) -> bytes:
-    scheme, _, token = (value or "").strip().partition(" ")
-    if scheme.lower() != "basic" or not token:
-        raise Rejected("postmark: Basic credentials are missing")
-    try:
-        return base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise Rejected("postmark: Basic credentials are not base64") from exc
+    verify_basic(request, credentials, "postmark")
 
 
 def parse(record: RawRecord) -> list[Event]:

@@ -8,16 +8,13 @@ sparkpost.com/docs/user-guide/comparing-data (webhook vs Events API timestamps).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from service.errors import ParseError, Rejected
+from service.errors import ParseError
 from service.events import Bounce, Event, EventType, Recipient, parse_time
 from service.webhooks.base import (
     Adapter,
@@ -27,9 +24,9 @@ from service.webhooks.base import (
     RawRecord,
     WebhookRequest,
     from_epoch,
-    header,
     make_event,
     metadata_fields,
+    verify_basic,
 )
 
 # SparkPost `type` -> canonical type. "bounce" and "out_of_band" are split by bounce_class below.
@@ -101,25 +98,7 @@ async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context
     SparkPost event webhooks are not signed; Basic auth set on the webhook is what proves the
     sender, so the body itself is not covered.
     """
-    if not credentials.secrets:
-        raise Rejected("sparkpost: no Basic auth credentials configured")
-    given = basic_credentials(header(request, "authorization"))
-    matched = False
-    for secret in credentials.secrets:  # every pair is compared, so timing reveals no index
-        matched |= hmac.compare_digest(given, secret.encode())
-    if not matched:
-        raise Rejected("sparkpost: Basic auth credentials do not match")
-
-
-def basic_credentials(value: str | None) -> bytes:
-    """The decoded `user:password` of an `Authorization: Basic ...` header."""
-    scheme, _, token = (value or "").strip().partition(" ")
-    if scheme.lower() != "basic" or not token.strip():
-        raise Rejected("sparkpost: missing Basic auth credentials")
-    try:
-        return base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise Rejected("sparkpost: malformed Basic auth credentials") from exc
+    verify_basic(request, credentials, "sparkpost")
 
 
 async def handshake(

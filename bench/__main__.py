@@ -35,13 +35,18 @@ PHASES: dict[str, Callable[[Context], Awaitable[list[Phase]]]] = {
     "reads": reads.run,
 }
 SEED = 20250601
+RESULTS = ROOT / "bench" / "results"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="every phase at tiny sizes, in seconds")
     p.add_argument("--phases", default=",".join(PHASES), help=f"comma list of {', '.join(PHASES)}")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="where results go (default: bench/results; .mailfold/bench/results with --smoke)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the run's databases and files")
     return p.parse_args(argv)
 
@@ -76,7 +81,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "started_at": started.isoformat(timespec="seconds"),
         "mode": "smoke" if args.smoke else "full",
-        "command": "scripts/bench " + shlex.join(sys.argv[1:]),
+        "command": shlex.join(["scripts/bench", *sys.argv[1:]]),
         "seconds": round(time.monotonic() - clock, 1),
         "seed": SEED,
         "pairs": sizes.pairs,
@@ -93,16 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     result = asyncio.run(run(args))
-    args.out.mkdir(parents=True, exist_ok=True)
+    # A smoke run's figures mean nothing: they stay out of the tree.
+    out: Path = args.out or (ROOT / ".mailfold" / "bench" / "results" if args.smoke else RESULTS)
+    out.mkdir(parents=True, exist_ok=True)
     stem = "smoke" if args.smoke else "latest"
     text = report.markdown(result)
-    (args.out / f"{stem}.json").write_bytes(
+    (out / f"{stem}.json").write_bytes(
         orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     )
-    (args.out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.md").write_text(text)
     print(text)
     missed = sum(1 for p in result["phases"] for c in p["checks"] if not c["met"])
-    print(f"bench: {missed} target(s) missed; results in {args.out}/{stem}.json", file=sys.stderr)
+    print(f"bench: {missed} target(s) missed; results in {out}/{stem}.json", file=sys.stderr)
     return 0
 
 

@@ -35,6 +35,7 @@ class Pool:
         self.opened = 0
 
     async def exchange(self, data: bytes) -> int:
+        reused = bool(self.idle)
         if self.idle:
             conn = self.idle.pop()
         elif self.opened < self.cap:
@@ -47,6 +48,9 @@ class Pool:
         except (OSError, asyncio.IncompleteReadError):
             conn.close()
             self.opened -= 1
+            if reused:
+                # uvicorn closes keep-alive connections idle for 5 s: take another one.
+                return await self.exchange(data)
             return -2
         self.idle.append(conn)
         return status

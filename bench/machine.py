@@ -61,8 +61,8 @@ def wrk_version() -> str | None:
     if not shutil.which("wrk"):
         return None
     out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    text = (out.stdout or out.stderr).strip()
-    return text.splitlines()[0] if text else "wrk"
+    words = (out.stdout or out.stderr).split()  # "wrk debian/4.1.0-3+b2 [epoll] Copyright ..."
+    return " ".join(words[:2]) if words else "wrk"
 
 
 def facts(kafka: str, postgres: str) -> dict[str, Any]:

@@ -71,6 +71,25 @@ def cpu(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def reads(result: dict[str, Any]) -> list[str]:
+    """Per list kind: API and SQL latency, where SQL spends it, and the API while folding."""
+    lines = [
+        "| List | API p50 / p99 ms | SQL p50 / p99 ms | SQL page p50 ms | SQL count p50 ms "
+        "| API p50 / p99 ms while folding |",
+        "|---|---|---|---|---|---|",
+    ]
+    for phase in result["phases"]:
+        for label, k in phase["summary"].get("kinds", {}).items():
+            busy = k["api_folding"] or {"p50": math.nan, "p99": math.nan}
+            lines.append(
+                f"| {label} | {number(k['api']['p50'])} / {number(k['api']['p99'])} "
+                f"| {number(k['sql']['p50'])} / {number(k['sql']['p99'])} "
+                f"| {number(k['sql_page_p50_ms'])} | {number(k['sql_count_p50_ms'])} "
+                f"| {number(busy['p50'])} / {number(busy['p99'])} |"
+            )
+    return lines if len(lines) > 2 else []
+
+
 def machine(result: dict[str, Any]) -> list[str]:
     m = result["machine"]
     libs = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
@@ -109,6 +128,14 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         *cpu(result),
     ]
+    listing = reads(result)
+    if listing:
+        parts += [
+            "",
+            "#### Reads, per list kind (one delivery of the generated size)",
+            "",
+            *listing,
+        ]
     if notes:
         parts += ["", "#### Notes", "", *notes]
     return "\n".join(parts) + "\n"

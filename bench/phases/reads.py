@@ -157,13 +157,16 @@ async def engagement_topic(ctx: Context, dsn: str, account: str) -> tuple[Any, i
 def summarise(
     phase: Phase, alone: dict[str, dict[str, Any]], busy: dict[str, dict[str, Any]]
 ) -> None:
+    """Per kind: API against SQL (p50 plus 1.5 ms, p99 doubled); pooled page and search p99."""
     table = {}
-    worst_extra, worst_factor = 0.0, 0.0
+    p50_missed, p99_missed = [], []
     for label, r in alone.items():
-        api50, sql50 = percentile(r["api"], 50), percentile(r["sql"], 50)
-        api99, sql99 = percentile(r["api"], 99), percentile(r["sql"], 99)
-        worst_extra = max(worst_extra, (api50 - sql50) * 1000)
-        worst_factor = max(worst_factor, api99 / sql99)
+        api50, sql50 = percentile(r["api"], 50) * 1000, percentile(r["sql"], 50) * 1000
+        api99, sql99 = percentile(r["api"], 99) * 1000, percentile(r["sql"], 99) * 1000
+        if api50 > sql50 + TARGET_P50_EXTRA_MS:
+            p50_missed.append(f"{label} (API {api50:.1f} ms, SQL {sql50:.1f} ms)")
+        if api99 > TARGET_P99_FACTOR * sql99:
+            p99_missed.append(f"{label} (API {api99:.1f} ms, SQL {sql99:.1f} ms)")
         table[label] = {
             "api": latency_ms(r["api"]),
             "sql": latency_ms(r["sql"]),
@@ -171,17 +174,26 @@ def summarise(
             "sql_count_p50_ms": round(percentile(r["sql_count"], 50) * 1000, 2),
             "api_folding": latency_ms(busy[label]["api"]) if label in busy else None,
         }
+    n = len(alone)
     page99 = percentile(pooled(alone, "page"), 99) * 1000
     search99 = percentile(pooled(alone, "search"), 99) * 1000
     all99 = percentile(pooled(alone), 99) * 1000
     busy99 = percentile(pooled(busy), 99) * 1000
-    phase.check(
-        "worst API p50 minus SQL p50, over all kinds", worst_extra, "<=", TARGET_P50_EXTRA_MS, "ms"
-    )
-    phase.check("worst API p99 / SQL p99, over all kinds", worst_factor, "<=", TARGET_P99_FACTOR)
+    # What the page statement alone costs: the list without its totalCount.
+    pages = [v for r in alone.values() if r["group"] == "page" for v in r["sql_page"]]
+    page_only99 = percentile(pages, 99) * 1000
+    phase.check("kinds with API p50 <= SQL p50 + 1.5 ms", n - len(p50_missed), ">=", n)
+    phase.check("kinds with API p99 <= 2 x SQL p99", n - len(p99_missed), ">=", n)
     phase.check("page p99 (API, every page kind)", page99, "<=", TARGET_PAGE_P99_MS, "ms")
     phase.check("search p99 (API, q kinds)", search99, "<=", TARGET_SEARCH_P99_MS, "ms")
     phase.check("p99 while the fold runs / p99 alone", busy99 / all99, "<=", TARGET_FOLDING_FACTOR)
+    if p50_missed:
+        phase.notes.append("API p50 over SQL p50 + 1.5 ms: " + "; ".join(p50_missed))
+    if p99_missed:
+        phase.notes.append("API p99 over 2 x SQL p99: " + "; ".join(p99_missed))
+    phase.notes.append(
+        f"page statement alone (no totalCount), p99 over every page kind: {page_only99:.1f} ms"
+    )
     phase.summary = {
         "kinds": table,
         "pooled_p99_ms": {
@@ -189,6 +201,7 @@ def summarise(
             "search": round(search99, 2),
             "all": round(all99, 2),
             "all_while_folding": round(busy99, 2),
+            "page_statement_only": round(page_only99, 2),
         },
     }
 

@@ -16,6 +16,7 @@ import logging
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -71,6 +72,7 @@ RETRYABLE = (
     asyncpg.SerializationError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    asyncpg.InternalClientError,  # a connection left mid-statement
     TimeoutError,
 )
 
@@ -184,9 +186,23 @@ class Fold:
                 self.conn = conn
             except (*RETRYABLE, asyncpg.PostgresError) as exc:
                 log.warning("waiting for PostgreSQL: %r", exc)
+                metrics.FOLD_RETRIES.inc()
                 await self.pause(delay)
                 delay = min(delay * 2, 5.0)
         return self.conn
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[asyncpg.Connection[Any]]:
+        """The connection, under the lock. One whose statement was interrupted (the rebalance
+        listener is cancelled when a rebalance starts over) is discarded, not reused mid-protocol.
+        """
+        async with self.lock:
+            conn = await self.connection()
+            try:
+                yield conn
+            except asyncio.CancelledError:
+                await self.drop_connection()
+                raise
 
     async def pause(self, seconds: float) -> None:
         """Back off before a retry; raise Abandoned if the fold is told to stop meanwhile."""
@@ -205,8 +221,7 @@ class Fold:
         delay = 0.2
         while True:
             try:
-                async with self.lock:
-                    conn = await self.connection()
+                async with self.session() as conn:
                     stored = dict(
                         (r["partition"], r["next_offset"])
                         for r in await conn.fetch(
@@ -298,8 +313,7 @@ class Fold:
         delay = 0.2
         while True:
             try:
-                async with self.lock:
-                    conn = await self.connection()
+                async with self.session() as conn:
                     started = time.perf_counter()
                     new = await fold_rows(
                         conn, rows, self.settings.fold_group, self.settings.events_topic, offsets
@@ -344,11 +358,11 @@ class Fold:
     async def sweep(self) -> None:
         """Attribute pending events whose mapping another process committed (no offsets move)."""
         try:
-            async with self.lock:
-                conn = await self.connection()
+            async with self.session() as conn:
                 await fold_rows(conn, [], self.settings.fold_group, self.settings.events_topic, {})
         except RETRYABLE as exc:
             log.warning("sweep failed: %r", exc)
+            metrics.FOLD_RETRIES.inc()
             await self.drop_connection()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -388,7 +402,7 @@ class Fold:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.consumer.stop(), 10)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.producer.stop(), 10)
+            await self.producer.stop()  # bounded by the produce timeout
         if self.conn is not None:
             try:
                 await asyncio.wait_for(self.conn.close(), 5)
@@ -402,7 +416,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = await metrics.serve(metrics.listener_port())
+    listener = await metrics.serve(settings.metrics_port)
     try:
         await Fold(settings).run(stop)
     finally:

@@ -124,7 +124,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = await metrics.serve(metrics.listener_port())
+    listener = await metrics.serve(settings.metrics_port)
     try:
         await run(settings, stop)
     finally:

@@ -22,10 +22,19 @@ import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from service.db import QUERIES
-from service.errors import BadInput, Forbidden, Rejected
+from service.errors import BadInput, Forbidden, Rejected, Unavailable
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 CACHE_SECONDS = 5.0
+# A database that does not answer is our outage, never the caller's fault: 503, not 500.
+DATABASE_DOWN = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
 
 
 def _derive(secret_key: str, purpose: bytes) -> bytes:
@@ -127,7 +136,10 @@ class Authenticator:
         now = time.monotonic()
         if hit and now - hit[0] < CACHE_SECONDS:
             return hit[1]
-        row = await self._pool.fetchrow(QUERIES["find_account_by_login"], login)
+        try:
+            row = await self._pool.fetchrow(QUERIES["find_account_by_login"], login)
+        except DATABASE_DOWN as exc:
+            raise Unavailable("account store unavailable; retry later") from exc
         self._cache[login] = (now, row)
         return row
 

@@ -118,13 +118,19 @@ async def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> None:
 
 
 class Producer:
-    """An idempotent acks=all producer whose `send` returns only once the broker has the record."""
+    """An idempotent acks=all producer whose `send` returns only once the broker has the record.
+
+    After a send fails, the underlying producer is replaced: an idempotent producer that gave up
+    on a record keeps its sequence numbers, and the broker then refuses every later record of it
+    (OutOfOrderSequenceNumber) until the process restarts. A fresh producer gets a fresh id.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._started = False
         self._starting = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -160,40 +166,69 @@ class Producer:
         return True
 
     async def stop(self) -> None:
+        """Flush what is in flight (bounded by the produce timeout) and close."""
         if self._started and self._producer is not None:
-            await self._producer.stop()
             self._started = False
+            await self._close(self._producer)
+        self._producer = None
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def _close(self, producer: AIOKafkaProducer) -> None:
+        """Stop a producer; what it cannot flush in time is failed, then it stops.
+
+        An idempotent aiokafka producer never expires a record, so flushing to a broker that is
+        down would wait forever. Records failed here were answered 503 already.
+        """
+        wait = self._settings.produce_timeout_s + 5
+        stopping = asyncio.ensure_future(producer.stop())
+        try:
+            await asyncio.wait_for(asyncio.shield(stopping), wait)
+            return
+        except TimeoutError:
+            log.warning("producer did not flush within %.0fs; dropping what it holds", wait)
+        producer._message_accumulator.fail_all(KafkaError("producer closed before delivery"))
+        # In-flight requests still end at their own timeout; then the producer is stopped.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(stopping, wait)
+
+    def _replace(self, broken: AIOKafkaProducer) -> None:
+        """Retire a producer a send failed on; the next send starts a fresh one."""
+        if broken is not self._producer:
+            return  # another failed send retired it already
+        self._producer = None
+        self._started = False
+        task = asyncio.create_task(self._close(broken))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _ready(self) -> AIOKafkaProducer:
+        if not self._started and not await self.try_start():
+            raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
+        return self._live()
 
     async def send(
         self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers | None = None
     ) -> None:
-        """Produce and wait for the acknowledgement; Unavailable when the broker does not ack."""
-        if not self._started and not await self.try_start():
-            raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
-        try:
-            assert self._producer is not None
-            ack = await self._producer.send(topic, value, key=key, headers=headers or [])
-            # The producer expires an unsent record after request_timeout_ms; waiting a little
-            # longer lets that verdict arrive, so a record answered with 503 is not sent later.
-            await asyncio.wait_for(ack, self._settings.produce_timeout_s + 5)
-        except (KafkaError, TimeoutError) as exc:
-            raise Unavailable(
-                f"event broker did not acknowledge: {type(exc).__name__}",
-                retry_after=self._settings.retry_after_s,
-            ) from exc
+        """Produce and wait for the acknowledgement; Unavailable when the broker does not ack.
+
+        A record answered with Unavailable may still be written later (the retry it prompts
+        deduplicates by event id).
+        """
+        await self.send_many([(topic, key, value, headers or [])])
 
     async def send_many(self, items: Sequence[Output]) -> None:
         """Produce (topic, key, value, headers) records and wait until all are acknowledged."""
-        if not self._started and not await self.try_start():
-            raise Unavailable("event broker unreachable", retry_after=self._settings.retry_after_s)
+        producer = await self._ready()
         try:
             acks = [
-                await self._live().send(topic, value, key=key, headers=headers)
+                await producer.send(topic, value, key=key, headers=headers)
                 for topic, key, value, headers in items
             ]
             if acks:
                 await asyncio.wait_for(asyncio.gather(*acks), self._settings.produce_timeout_s + 5)
         except (KafkaError, TimeoutError) as exc:
+            self._replace(producer)
             raise Unavailable(
                 f"event broker did not acknowledge: {type(exc).__name__}",
                 retry_after=self._settings.retry_after_s,

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -201,16 +200,6 @@ class Registry:
         return "".join(m.render() for m in self._metrics.values())
 
 
-# The consumers run in their own processes; each can serve its registry on this port.
-PORT_VARIABLE = "MAILFOLD_METRICS_PORT"
-
-
-def listener_port(environ: Mapping[str, str] | None = None) -> int:
-    """The port a consumer serves /metrics on; 0 (the default) means no listener."""
-    raw = (os.environ if environ is None else environ).get(PORT_VARIABLE, "")
-    return int(raw) if raw.strip() else 0
-
-
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Answer one HTTP/1.x request: GET /metrics, anything else 404; then close."""
     try:
@@ -285,7 +274,8 @@ FOLDED = REGISTRY.counter(
     "mailfold_folded_events_total", "Events folded for the first time (duplicates excluded)."
 )
 FOLD_RETRIES = REGISTRY.counter(
-    "mailfold_fold_retries_total", "Fold transactions retried after a database failure."
+    "mailfold_fold_retries_total",
+    "Database failures the fold waited out (its batch retried, nothing half committed).",
 )
 
 # Every consumer.

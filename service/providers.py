@@ -7,8 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from service.auth import decrypt, encrypt
+from service.auth import DATABASE_DOWN, decrypt, encrypt
 from service.db import QUERIES
+from service.errors import Unavailable
 from service.webhooks.base import Credentials, MetadataKeys
 
 CACHE_SECONDS = 5.0
@@ -53,7 +54,10 @@ class CredentialStore:
         now = time.monotonic()
         if hit and now - hit[0] < CACHE_SECONDS:
             return hit[1]
-        row = await self._pool.fetchrow(QUERIES["get_provider_credentials"], account, provider)
+        try:
+            row = await self._pool.fetchrow(QUERIES["get_provider_credentials"], account, provider)
+        except DATABASE_DOWN as exc:
+            raise Unavailable("credential store unavailable; retry later") from exc
         creds = None
         if row is not None:
             context = _context(account, provider)

@@ -42,6 +42,8 @@ class Settings:
     sns_confirm: bool = True
     trust_forwarded_for: bool = False
     log_level: str = "INFO"
+    # A consumer process's own /metrics listener on 127.0.0.1 (0: none).
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

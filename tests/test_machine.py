@@ -21,8 +21,10 @@ OUTLOOK = ("Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; Microsoft Outloo
 GMAIL_PROXY = (
     "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
 )
-GMAIL_PREFETCH = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-                  "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0")  # fmt: skip
+GMAIL_PREFETCH = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0"
+)
 APPLE_MAIL = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 )

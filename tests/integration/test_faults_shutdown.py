@@ -8,11 +8,11 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 
-from service import metrics
 from tests.harness import Harness, wait_for
 from tests.integration.test_faults import (
     Feeder,
@@ -88,9 +88,9 @@ async def test_sigterm_while_postgres_is_down_abandons_the_batch_and_exits(
     await harness.start_app()
     acme = await harness.account()
     port = free_port()
-    monkeypatch.setenv(metrics.PORT_VARIABLE, str(port))
+    harness.settings = replace(harness.settings, metrics_port=port)
     folder = harness.spawn("fold")
-    monkeypatch.delenv(metrics.PORT_VARIABLE)
+    harness.settings = replace(harness.settings, metrics_port=0)
     await run_normalize(harness)
     async with harness.client(acme) as client:
         feeder = Feeder(client, batches_of(make_events(2000, seed=12), 10))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -99,11 +100,11 @@ async def test_consumers_serve_their_own_metrics_with_lag_per_partition(
     await harness.start_app()
     acme = await harness.account()
     fold_port, normalize_port = free_port(), free_port()
-    monkeypatch.setenv(metrics.PORT_VARIABLE, str(fold_port))
+    harness.settings = replace(harness.settings, metrics_port=fold_port)
     harness.spawn("fold")
-    monkeypatch.setenv(metrics.PORT_VARIABLE, str(normalize_port))
+    harness.settings = replace(harness.settings, metrics_port=normalize_port)
     harness.spawn("normalize")
-    monkeypatch.delenv(metrics.PORT_VARIABLE)
+    harness.settings = replace(harness.settings, metrics_port=0)
     events = make_events(500, seed=52)
     async with harness.client(acme) as client:
         for i in range(0, len(events), 50):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.errors import Rejected
+from service.errors import ParseError, Rejected
 from service.events import Bounce, Conversion, Event, EventType, Recipient, event_id
 
 
@@ -193,6 +193,24 @@ def make_event(
         name=name,
         payload=payload,
     )
+
+
+def parse_batch(
+    record: RawRecord,
+    batch: list[Any],
+    provider: str,
+    parse_event: Callable[[RawRecord, dict[str, Any], int], Event | None],
+) -> list[Event]:
+    """Split a provider's batch into events: every item must be an object; `parse_event` may
+    return None for an event the provider documents and Mailfold ignores on purpose."""
+    events: list[Event] = []
+    for index, item in enumerate(batch):
+        if not isinstance(item, dict):
+            raise ParseError(f"{provider}: event {index} is not an object")
+        event = parse_event(record, item, index)
+        if event is not None:
+            events.append(event)
+    return events
 
 
 def from_epoch(value: Any) -> datetime:

@@ -37,6 +37,7 @@ from service.webhooks.base import (
     header,
     make_event,
     metadata_fields,
+    parse_batch,
 )
 
 BEARER_PREFIX = "bearer:"
@@ -114,14 +115,7 @@ def parse(record: RawRecord) -> list[Event]:
         raise ParseError("brevo: an inbound-parsing post reached the events webhook")
     # The batched shape is not shown in any source read: an array of the usual events is assumed.
     batch = data if isinstance(data, list) else [data]
-    events = []
-    for index, item in enumerate(batch):
-        if not isinstance(item, dict):
-            raise ParseError(f"brevo: event {index} is not an object")
-        event = parse_event(record, item, index)
-        if event is not None:
-            events.append(event)
-    return events
+    return parse_batch(record, batch, "brevo", parse_event)
 
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | None:

@@ -25,6 +25,7 @@ from service.webhooks.base import (
     from_epoch,
     make_event,
     metadata_fields,
+    parse_batch,
     verify_basic,
 )
 
@@ -58,12 +59,7 @@ def parse(record: RawRecord) -> list[Event]:
     except orjson.JSONDecodeError as exc:
         raise ParseError(f"mailjet: body is not JSON ({exc})") from exc
     batch = data if isinstance(data, list) else [data]
-    events = []
-    for index, item in enumerate(batch):
-        if not isinstance(item, dict):
-            raise ParseError(f"mailjet: event {index} is not an object")
-        events.append(parse_event(record, item, index))
-    return events
+    return parse_batch(record, batch, "mailjet", parse_event)
 
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event:

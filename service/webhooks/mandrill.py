@@ -30,6 +30,7 @@ from service.webhooks.base import (
     header,
     make_event,
     metadata_fields,
+    parse_batch,
 )
 
 # Mandrill "event" -> canonical type. Mandrill has no delivered event: "send" is the last word.
@@ -122,14 +123,7 @@ def parse(record: RawRecord) -> list[Event]:
         raise ParseError(f"mandrill: unreadable {FIELD} ({exc})") from exc
     if not isinstance(batch, list):
         raise ParseError(f"mandrill: {FIELD} is not a JSON array")
-    events = []
-    for index, item in enumerate(batch):
-        if not isinstance(item, dict):
-            raise ParseError(f"mandrill: event {index} is not an object")
-        event = parse_event(record, item, index)
-        if event is not None:
-            events.append(event)
-    return events
+    return parse_batch(record, batch, "mandrill", parse_event)
 
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | None:

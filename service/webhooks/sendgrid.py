@@ -32,6 +32,7 @@ from service.webhooks.base import (
     header,
     make_event,
     metadata_fields,
+    parse_batch,
 )
 
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
@@ -122,14 +123,7 @@ def parse(record: RawRecord) -> list[Event]:
         raise ParseError(f"sendgrid: body is not JSON ({exc})") from exc
     if not isinstance(batch, list):
         raise ParseError("sendgrid: body is not a JSON array of events")
-    events: list[Event] = []
-    for index, item in enumerate(batch):
-        if not isinstance(item, dict):
-            raise ParseError(f"sendgrid: event {index} is not an object")
-        event = parse_event(record, item, index)
-        if event is not None:
-            events.append(event)
-    return events
+    return parse_batch(record, batch, "sendgrid", parse_event)
 
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | None:

@@ -3,7 +3,8 @@
 The provider's own flag decides first (`provider_machine` keeps it); then recognised agents (Apple
 Mail Privacy Protection's bare user agent, Gmail's prefetch agent, announced scanners and HTTP
 libraries), then scanner networks for clicks only; Gmail and Yahoo image proxies and real mail
-clients are people. The whole-set rule (click bursts) runs in the fold, over a recipient's set.
+clients are people. The whole-set rules (click bursts, too fast after delivery) run in the fold,
+over a recipient's set of events (queries/machine.sql).
 Reference data lives in service/reference/ (dated, replaceable); nothing is fetched at run time.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from service.events import Event, EventType
 
-RULES_VERSION = "2026-11-23.1"
+RULES_VERSION = "2026-11-23.2"
 REFERENCE = Path(__file__).resolve().parent / "reference"
 
 # Announced bots and HTTP libraries (device-detector bots.yml, crawler-user-agents, warmbly

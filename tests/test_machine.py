@@ -56,7 +56,10 @@ OPEN, CLICK = EventType.OPENED, EventType.CLICKED
 @pytest.mark.parametrize(
     ("kind", "ua", "ip", "flag", "expected"),
     [
-        (OPEN, "Mozilla/5.0", "17.58.0.1", None, (True, "apple_mpp", "apple_mpp")),
+        # Private Relay egress addresses of the shipped snapshot (service/reference)
+        (OPEN, "Mozilla/5.0", "172.225.69.1", None, (True, "apple_mpp", "apple_mpp")),
+        (OPEN, "Mozilla/5.0", "2a02:26f7:da80:4000::1", None, (True, "apple_mpp", "apple_mpp")),
+        (OPEN, "Mozilla/5.0", "203.0.113.9", None, (True, "scanner_ua", "scanner")),
         (OPEN, " Mozilla/5.0 ", None, None, (True, "apple_mpp", "apple_mpp")),
         (OPEN, GMAIL_PROXY, "66.249.84.1", None, (False, None, "image_proxy_gmail")),
         (OPEN, GMAIL_PREFETCH, "66.249.84.1", None, (True, "gmail_prefetch", "gmail_prefetch")),

@@ -14,8 +14,8 @@ CREATE TEMP TABLE IF NOT EXISTS incoming (
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS fresh (LIKE incoming) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS marked (
-    account_id text, delivery_id text, recipient_key text, url text, occurred_at timestamptz,
-    was_human boolean
+    account_id text, delivery_id text, recipient_key text, type text, url text,
+    occurred_at timestamptz, was_human boolean
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_new_events

@@ -138,7 +138,8 @@ async def fold_rows(
         await conn.execute(db.QUERIES["resolve_pending"])
         folded: int = await conn.fetchval(db.QUERIES["fold_fresh"])
         await conn.execute(db.QUERIES["mark_click_bursts"])
-        await conn.execute(db.QUERIES["count_marked_clicks"])
+        await conn.execute(db.QUERIES["mark_too_fast"])
+        await conn.execute(db.QUERIES["count_marked"])
         await conn.execute(db.QUERIES["upsert_suppressions"])
         if offsets:
             parts = sorted(offsets)

@@ -1,62 +1,125 @@
 -- The fold's whole-set machine rules (MACHINE.md e3), run after fold_fresh in the same
 -- transaction. service/db.py loads this file with queries.sql.
+--
+-- Both rules only ever add marks as events arrive, and a burst outranks the timing rule, so the
+-- verdict on every open and click is a function of the recipient's set of events, whatever the
+-- order, batching or duplicates: click_burst if the click is in a burst, else too_fast if it is in
+-- a window, else the per-event verdict of normalize. Newly marked events are staged in `marked`,
+-- and count_marked moves them to the machine counts.
 
 -- name: mark_click_bursts
--- The whole-set rule (MACHINE.md e3): clicks on 3 or more distinct links within 2 seconds from one
--- address are a scanner's, the whole burst. Re-evaluated over the ledger for every recipient this
--- batch clicked for; adding clicks only ever adds bursts, so the verdict is the same for any
--- order or batching. Newly marked clicks are staged in `marked` for the counters.
+-- Clicks on 3 or more distinct links within 2 seconds from one address are a scanner's, the whole
+-- burst. Re-evaluated over the ledger for every recipient this batch clicked for. A click the
+-- timing rule marked is relabelled (it is already counted as a machine's).
 WITH touched AS (
     SELECT DISTINCT account_id, delivery_id, recipient_key FROM fresh WHERE type = 'clicked'
 ),
-clicks AS (
-    SELECT e.event_id, e.occurred_at, e.account_id, e.delivery_id, e.recipient_key, e.url, e.ip,
-           e.machine
+clicks AS MATERIALIZED (
+    SELECT e.event_id, e.occurred_at, e.account_id, e.delivery_id, e.recipient_key, e.url,
+           coalesce(e.ip, '') AS ip, e.machine, e.machine_reason
     FROM events e JOIN touched t USING (account_id, delivery_id, recipient_key)
     WHERE e.type = 'clicked' AND e.url IS NOT NULL
 ),
 -- a click that opens a 2-second window holding 3 or more distinct links from its address
-anchors AS (
+anchors AS MATERIALIZED (
     SELECT a.account_id, a.delivery_id, a.recipient_key, a.ip, a.occurred_at AS start
     FROM clicks a
-    WHERE (SELECT count(DISTINCT o.url) FROM clicks o
-           WHERE o.account_id = a.account_id AND o.delivery_id = a.delivery_id
-             AND o.recipient_key = a.recipient_key AND o.ip IS NOT DISTINCT FROM a.ip
-             AND o.occurred_at BETWEEN a.occurred_at AND a.occurred_at + interval '2 seconds') >= 3
+    JOIN clicks o
+      ON o.account_id = a.account_id AND o.delivery_id = a.delivery_id
+     AND o.recipient_key = a.recipient_key AND o.ip = a.ip
+     AND o.occurred_at BETWEEN a.occurred_at AND a.occurred_at + interval '2 seconds'
+    GROUP BY a.account_id, a.delivery_id, a.recipient_key, a.ip, a.occurred_at
+    HAVING count(DISTINCT o.url) >= 3
 ),
 burst AS (
-    SELECT DISTINCT c.event_id, c.occurred_at, c.machine IS FALSE AS was_human
-    FROM clicks c JOIN anchors a
+    SELECT DISTINCT c.event_id, c.occurred_at, c.machine IS FALSE AS was_human,
+           c.machine IS TRUE AS was_machine
+    FROM clicks c
+    JOIN anchors a
       ON c.account_id = a.account_id AND c.delivery_id = a.delivery_id
-     AND c.recipient_key = a.recipient_key AND c.ip IS NOT DISTINCT FROM a.ip
+     AND c.recipient_key = a.recipient_key AND c.ip = a.ip
      AND c.occurred_at BETWEEN a.start AND a.start + interval '2 seconds'
-    WHERE c.machine IS NOT TRUE
+    WHERE c.machine IS NOT TRUE OR c.machine_reason = 'too_fast'
 ),
 updated AS (
     UPDATE events e
        SET machine = true, machine_reason = 'click_burst', agent_class = 'scanner'
       FROM burst b
      WHERE e.event_id = b.event_id AND e.occurred_at = b.occurred_at
-    RETURNING e.account_id, e.delivery_id, e.recipient_key, e.url, e.occurred_at, b.was_human
+    RETURNING e.account_id, e.delivery_id, e.recipient_key, e.type, e.url, e.occurred_at,
+              b.was_human, b.was_machine
+)
+INSERT INTO marked
+SELECT account_id, delivery_id, recipient_key, type, url, occurred_at, was_human
+FROM updated WHERE NOT was_machine;
+
+-- name: mark_too_fast
+-- The timing rule, as supporting evidence only: an open or click less than 2 seconds after its
+-- recipient's `sent` or `delivered` event is a machine's, and less than 60 seconds after when it
+-- also carries no user agent (the second signal). Anchored on every send and delivery of the
+-- recipient, so a late `delivered` only ever adds windows. Looks at the batch's opens and clicks
+-- against the ledger's anchors, and the batch's anchors against the ledger's opens and clicks.
+WITH fast AS (
+    SELECT e.event_id, e.occurred_at, e.machine IS FALSE AS was_human
+    FROM fresh f
+    JOIN events e ON e.event_id = f.event_id AND e.occurred_at = f.occurred_at
+    WHERE f.type IN ('opened', 'clicked') AND e.machine IS NOT TRUE
+      AND EXISTS (
+          SELECT 1 FROM events a
+          WHERE a.account_id = e.account_id AND a.delivery_id = e.delivery_id
+            AND a.recipient_key = e.recipient_key AND a.type IN ('sent', 'delivered')
+            AND a.occurred_at <= e.occurred_at
+            AND a.occurred_at > e.occurred_at - CASE WHEN nullif(e.user_agent, '') IS NULL
+                                                     THEN interval '60 seconds'
+                                                     ELSE interval '2 seconds' END)
+    UNION
+    SELECT e.event_id, e.occurred_at, e.machine IS FALSE
+    FROM fresh a
+    JOIN events e
+      ON e.account_id = a.account_id AND e.delivery_id = a.delivery_id
+     AND e.recipient_key = a.recipient_key
+     AND e.occurred_at >= a.occurred_at AND e.occurred_at < a.occurred_at + interval '60 seconds'
+    WHERE a.type IN ('sent', 'delivered') AND e.type IN ('opened', 'clicked')
+      AND e.machine IS NOT TRUE
+      AND (nullif(e.user_agent, '') IS NULL OR e.occurred_at < a.occurred_at + interval '2 seconds')
+),
+updated AS (
+    UPDATE events e
+       SET machine = true, machine_reason = 'too_fast'
+      FROM fast f
+     WHERE e.event_id = f.event_id AND e.occurred_at = f.occurred_at
+    RETURNING e.account_id, e.delivery_id, e.recipient_key, e.type, e.url, e.occurred_at,
+              f.was_human
 )
 INSERT INTO marked SELECT * FROM updated;
 
--- name: count_marked_clicks
--- Move the clicks marked as a burst from the human or undecided counts to the machine counts.
+-- name: count_marked
+-- Move the opens and clicks the whole-set rules marked from the human or undecided counts to the
+-- machine counts, per recipient, per delivery and hour, and per link.
 WITH per_recipient AS (
-    SELECT account_id, delivery_id, recipient_key, count(*) AS n,
-           count(*) FILTER (WHERE was_human) AS human
+    SELECT account_id, delivery_id, recipient_key,
+           count(*) FILTER (WHERE type = 'opened') AS opens,
+           count(*) FILTER (WHERE type = 'opened' AND was_human) AS human_opens,
+           count(*) FILTER (WHERE type = 'clicked') AS clicks,
+           count(*) FILTER (WHERE type = 'clicked' AND was_human) AS human_clicks
     FROM marked GROUP BY 1, 2, 3
 ),
 recipient_rows AS (
     UPDATE recipients r
-       SET click_machine_count = r.click_machine_count + p.n,
-           click_human_count = r.click_human_count - p.human,
-           human_clicked_at = (
+       SET open_machine_count = r.open_machine_count + p.opens,
+           open_human_count = r.open_human_count - p.human_opens,
+           human_opened_at = CASE WHEN p.human_opens = 0 THEN r.human_opened_at ELSE (
+               SELECT min(e.occurred_at) FROM events e
+               WHERE e.account_id = r.account_id AND e.delivery_id = r.delivery_id
+                 AND e.recipient_key = r.recipient_key AND e.type = 'opened'
+                 AND e.machine IS FALSE) END,
+           click_machine_count = r.click_machine_count + p.clicks,
+           click_human_count = r.click_human_count - p.human_clicks,
+           human_clicked_at = CASE WHEN p.human_clicks = 0 THEN r.human_clicked_at ELSE (
                SELECT min(e.occurred_at) FROM events e
                WHERE e.account_id = r.account_id AND e.delivery_id = r.delivery_id
                  AND e.recipient_key = r.recipient_key AND e.type = 'clicked'
-                 AND e.machine IS FALSE)
+                 AND e.machine IS FALSE) END
       FROM per_recipient p
      WHERE r.account_id = p.account_id AND r.delivery_id = p.delivery_id
        AND r.recipient_key = p.recipient_key
@@ -64,15 +127,15 @@ recipient_rows AS (
 stats AS (
     UPDATE delivery_stats s
        SET machine_count = s.machine_count + m.n, human_count = s.human_count - m.human
-      FROM (SELECT account_id, delivery_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
+      FROM (SELECT account_id, delivery_id, date_trunc('hour', occurred_at, 'UTC') AS hour, type,
                    count(*) AS n, count(*) FILTER (WHERE was_human) AS human
-            FROM marked GROUP BY 1, 2, 3) m
+            FROM marked GROUP BY 1, 2, 3, 4) m
      WHERE s.account_id = m.account_id AND s.delivery_id = m.delivery_id AND s.hour = m.hour
-       AND s.type = 'clicked'
+       AND s.type = m.type
 )
 UPDATE link_stats l
    SET machine_count = l.machine_count + m.n
   FROM (SELECT account_id, delivery_id, url, recipient_key, count(*) AS n
-        FROM marked GROUP BY 1, 2, 3, 4) m
+        FROM marked WHERE type = 'clicked' AND url IS NOT NULL GROUP BY 1, 2, 3, 4) m
  WHERE l.account_id = m.account_id AND l.delivery_id = m.delivery_id AND l.url = m.url
    AND l.recipient_key = m.recipient_key;

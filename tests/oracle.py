@@ -3,9 +3,10 @@
 It knows nothing of the SQL: it deduplicates by the documented identity fields (DESIGN.md: source,
 native event name, message id, recipient, event time, URL and a trustworthy event id), attributes
 events that name only a message through the events that carry both, marks click bursts as
-machine clicks (MACHINE.md e3: 3 or more distinct links within 2 seconds from one address), and
-folds with plain Python into the three things the read side shows: recipient rows, delivery
-counters per event type and link counts per URL and recipient.
+machine clicks (MACHINE.md e3: 3 or more distinct links within 2 seconds from one address) and
+opens and clicks too soon after a send or delivery as machine ones (2 s, or 60 s without a user
+agent), and folds with plain Python into the three things the read side shows: recipient rows,
+delivery counters per event type and link counts per URL and recipient.
 
 Events are Event API objects; a provider's event can be described in the same shape with
 `source`, `native` (its own event name) and `discriminator` (what its adapter folds into the id).
@@ -78,6 +79,7 @@ RECIPIENT_FIELDS = (
 DELIVERY_FIELDS = ("event_count", "machine_count", "human_count", "hard_count", "amount")
 BURST = timedelta(seconds=2)
 BURST_LINKS = 3
+FAST, FAST_WITHOUT_AGENT = timedelta(seconds=2), timedelta(seconds=60)
 LINK_FIELDS = ("click_count", "machine_count", "first_at")
 
 
@@ -161,6 +163,26 @@ def mark_bursts(attributed: list[tuple[str, dict[str, Any]]]) -> list[tuple[str,
     ]
 
 
+def mark_too_fast(
+    attributed: list[tuple[str, dict[str, Any]]],
+) -> list[tuple[str, dict[str, Any]]]:
+    """Opens and clicks not already a machine's, less than 2 s after one of their recipient's
+    `sent` or `delivered` events (60 s when they carry no user agent), become a machine's."""
+    anchors: dict[Key, list[datetime]] = defaultdict(list)
+    for delivery, e in attributed:
+        if e["type"] in ("sent", "delivered"):
+            anchors[(delivery, recipient_key(e))].append(parse_time(e["occurred_at"]))
+    out = []
+    for delivery, e in attributed:
+        if e["type"] in ("opened", "clicked") and e.get("machine") is not True:
+            at = parse_time(e["occurred_at"])
+            window = FAST if e.get("user_agent") else FAST_WITHOUT_AGENT
+            if any(a <= at < a + window for a in anchors[(delivery, recipient_key(e))]):
+                e = {**e, "machine": True}
+        out.append((delivery, e))
+    return out
+
+
 def rank(e: dict[str, Any]) -> int:
     kind = e["type"]
     if kind == "bounced":
@@ -229,7 +251,7 @@ def expect(events: Iterable[dict[str, Any]]) -> State:
     recipients: Rows = defaultdict(new_recipient)
     deliveries: Rows = defaultdict(lambda: dict.fromkeys(DELIVERY_FIELDS, 0))
     links: Rows = {}
-    for delivery, e in mark_bursts(attribute(distinct(events))):
+    for delivery, e in mark_too_fast(mark_bursts(attribute(distinct(events)))):
         who, machine = recipient_key(e), e.get("machine") is True
         fold_recipient(recipients[(delivery, who)], e)
         stats = deliveries[(delivery, e["type"])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,12 +24,22 @@ T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
 RECORD = RawRecord(account="acme", source="api", body=b"")
 
 
-def ev(kind: EventType, minutes: int, who: str, delivery: str | None = "d1", **kw: Any) -> Any:
+OUTLOOK = "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; Microsoft Outlook 16.0; ms-office)"
+
+
+def ev(
+    kind: EventType,
+    minutes: int,
+    who: str,
+    delivery: str | None = "d1",
+    seconds: float = 0,
+    **kw: Any,
+) -> Any:
     return make_event(
         RECORD,
         native_type=kind.value,
         type=kind,
-        occurred_at=T0 + timedelta(minutes=minutes),
+        occurred_at=T0 + timedelta(minutes=minutes, seconds=seconds),
         recipient=Recipient(email=f"{who}@example.com", first_name=who.title()),
         campaign_id="c1" if delivery else None,
         delivery_id=delivery,
@@ -72,6 +83,20 @@ POOL = [
         for i in range(3)
     ],
     ev(EventType.CLICKED, 41, "dee", url="https://x.test/0", ip="198.51.100.1", machine=False),
+    # the timing rule: a real-looking client 1 s after delivery, no user agent 30 s after it, both
+    # machines; a client 30 s after it, a person; a click both fast and in a burst is a burst's
+    ev(EventType.SENT, 0, "eve"),
+    ev(EventType.DELIVERED, 2, "eve"),
+    ev(EventType.OPENED, 2, "eve", seconds=1, machine=False, user_agent=OUTLOOK),
+    ev(EventType.OPENED, 2, "eve", seconds=30),
+    ev(EventType.OPENED, 2, "eve", seconds=31, machine=False, user_agent=OUTLOOK),
+    *[
+        ev(EventType.CLICKED, 2, "eve", seconds=1 + i / 2, url=f"https://x.test/{i}", ip="9.9.9.9")
+        for i in range(3)
+    ],
+    # a delivery reported late, before an open already folded: the window opens backwards
+    ev(EventType.OPENED, 50, "fay", seconds=40, user_agent=OUTLOOK, machine=False),
+    ev(EventType.DELIVERED, 50, "fay", seconds=39),
 ]
 ROWS = [to_row(e) for e in POOL]
 TABLES = {
@@ -79,7 +104,9 @@ TABLES = {
     "delivery_stats": "account_id, delivery_id, hour, type",
     "link_stats": "account_id, delivery_id, url, recipient_key",
     "messages": "account_id, message_id, recipient_key",
+    "events": "event_id",
 }
+COLUMNS = {"events": "event_id, delivery_id, machine, machine_reason, agent_class"}
 
 
 async def fold_in_batches(dsn: str, batches: list[list[int]]) -> dict[str, list[Any]]:
@@ -94,7 +121,12 @@ async def fold_in_batches(dsn: str, batches: list[list[int]]) -> dict[str, list[
         # The idle sweep: attribution committed by the last batch is picked up at the latest here.
         await fold_rows(conn, [], "g", "t", {})
         return {
-            table: [dict(r) for r in await conn.fetch(f"SELECT * FROM {table} ORDER BY {order}")]
+            table: [
+                dict(r)
+                for r in await conn.fetch(
+                    f"SELECT {COLUMNS.get(table, '*')} FROM {table} ORDER BY {order}"
+                )
+            ]
             for table, order in TABLES.items()
         }
     finally:
@@ -131,7 +163,15 @@ def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[
     assert (dee["click_count"], dee["click_machine_count"], dee["click_human_count"]) == (4, 3, 1)
     assert dee["human_clicked_at"] == T0 + timedelta(minutes=41)
     clicks = [s for s in expected["delivery_stats"] if s["type"] == "clicked"]
-    assert sum(s["machine_count"] for s in clicks) == 4  # ann's flagged click and dee's burst
+    assert sum(s["machine_count"] for s in clicks) == 7  # ann's flagged click, two bursts
+    eve = next(r for r in expected["recipients"] if r["recipient_key"] == "eve@example.com")
+    assert (eve["open_count"], eve["open_human_count"], eve["open_machine_count"]) == (3, 1, 2)
+    assert eve["human_opened_at"] == T0 + timedelta(minutes=2, seconds=31)
+    assert (eve["click_count"], eve["click_machine_count"]) == (3, 3)
+    fay = next(r for r in expected["recipients"] if r["recipient_key"] == "fay@example.com")
+    assert (fay["open_machine_count"], fay["human_opened_at"]) == (1, None)
+    reasons = Counter(e["machine_reason"] for e in expected["events"])
+    assert (reasons["too_fast"], reasons["click_burst"]) == (3, 6)
     cy = next(r for r in expected["recipients"] if r["recipient_key"] == "cy@example.com")
     assert cy["delivery_id"] == "d2" and cy["complained_at"] is not None  # attributed late
 

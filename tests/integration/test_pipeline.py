@@ -303,6 +303,8 @@ async def test_human_and_machine_figures_come_out_of_the_pipeline(running: Harne
         event("opened", "2025-06-01T12:00:30Z", "ann@example.com", user_agent="Mozilla/5.0"),
         event("opened", "2025-06-01T15:00:00Z", "ann@example.com", user_agent=gmail),
         event("opened", "2025-06-01T16:00:00Z", "ann@example.com"),  # no agent: undecided
+        # a browser's agent a second after delivery: too fast for a person (whole-set rule)
+        event("opened", "2025-06-01T12:00:01Z", "ann@example.com", user_agent=CHROME),
         # a scanner's burst: three links within two seconds from one address
         *[
             event("clicked", f"2025-06-01T12:01:0{i}Z", "ann@example.com",
@@ -317,17 +319,19 @@ async def test_human_and_machine_figures_come_out_of_the_pipeline(running: Harne
         await folded(running, client, len(events))
         rows = await wait_for(
             lambda: running.fetch("SELECT * FROM recipients"),
-            lambda rows: rows and rows[0]["click_machine_count"] == 3,
+            lambda rows: (
+                rows and rows[0]["click_machine_count"] == 3 and rows[0]["open_machine_count"] == 2
+            ),
         )
         summary = (await client.get("/v1/deliveries/c1/d1/summary")).json()
     ann = rows[0]
-    assert (ann["open_count"], ann["open_human_count"], ann["open_machine_count"]) == (3, 1, 1)
+    assert (ann["open_count"], ann["open_human_count"], ann["open_machine_count"]) == (4, 1, 2)
     assert (ann["click_count"], ann["click_human_count"], ann["click_machine_count"]) == (4, 1, 3)
-    assert summary["opensHuman"] == 1 and summary["opensMachine"] == 1 and summary["opens"] == 3
+    assert summary["opensHuman"] == 1 and summary["opensMachine"] == 2 and summary["opens"] == 4
     assert summary["clicksMachine"] == 3 and summary["clicksHuman"] == 1
     reasons = await running.fetch(
         "SELECT machine_reason, count(*) AS n FROM events WHERE type IN ('opened', 'clicked') "
         "GROUP BY 1 ORDER BY 1"
     )
     assert {r["machine_reason"]: r["n"] for r in reasons} == {
-        "apple_mpp": 1, "click_burst": 3, None: 3}  # fmt: skip
+        "apple_mpp": 1, "click_burst": 3, "too_fast": 1, None: 3}  # fmt: skip

@@ -184,7 +184,8 @@ ORDER BY conversions_currency NULLS LAST;
 -- Event counts per bucket of local time ($3: hour, day or month; $4: time zone) from the hourly
 -- counters, and whether every hour starts a local hour (false in zones with :30 or :45 offsets).
 SELECT date_trunc($3, hour, $4) AS bucket, type, sum(event_count) AS events,
-       sum(machine_count) AS machine, sum(hard_count) AS hard, sum(amount) AS amount,
+       sum(machine_count) AS machine, sum(human_count) AS human, sum(hard_count) AS hard,
+       sum(amount) AS amount,
        bool_and(date_trunc('hour', hour, $4) = hour) AS aligned
 FROM delivery_stats
 WHERE account_id = $1 AND delivery_id = $2
@@ -197,6 +198,7 @@ ORDER BY 1, 2;
 -- The same counts from the ledger, for zones whose hours do not start on UTC hours.
 SELECT date_trunc($3, occurred_at, $4) AS bucket, type, count(*) AS events,
        count(*) FILTER (WHERE machine) AS machine,
+       count(*) FILTER (WHERE machine IS FALSE) AS human,
        count(*) FILTER (WHERE bounce_class = 'hard') AS hard,
        coalesce(sum(amount), 0) AS amount, true AS aligned
 FROM events

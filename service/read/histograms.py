@@ -23,7 +23,8 @@ from service.read.recipients import delivery_ids, number, require_delivery
 
 INTERVALS = {"hourly": "hour", "daily": "day", "monthly": "month"}
 PARAMS = {"interval", "timeZone", "dateFrom", "dateTo"}
-# event type -> the bucket's field; opened, clicked and bounced also count their machine / hard
+# event type -> the bucket's field; opens and clicks also count their human and machine ones
+# (the rest are undecided), bounces their hard ones
 FIELDS = {
     "sent": "sent",
     "delivered": "delivered",
@@ -41,12 +42,20 @@ FIELDS = {
 
 def empty_bucket(start: str) -> dict[str, Any]:
     bucket: dict[str, Any] = {"start": start, **{f: 0 for f in FIELDS.values()}}
-    bucket.update(openedMachine=0, clickedMachine=0, bouncedHard=0, conversionsAmount=0)
+    bucket.update(
+        openedHuman=0,
+        openedMachine=0,
+        clickedHuman=0,
+        clickedMachine=0,
+        bouncedHard=0,
+        conversionsAmount=0,
+    )
     return bucket
 
 
 def buckets(rows: list[Any], zone: ZoneInfo) -> list[dict[str, Any]]:
-    """Rows of (bucket, type, events, machine, hard, amount) -> one dict per bucket, in order."""
+    """Rows of (bucket, type, events, machine, human, hard, amount) -> one dict per bucket, in
+    order."""
     out: dict[datetime, dict[str, Any]] = {}
     for row in rows:
         start: datetime = row["bucket"]
@@ -55,10 +64,9 @@ def buckets(rows: list[Any], zone: ZoneInfo) -> list[dict[str, Any]]:
         if kind not in FIELDS:
             continue
         bucket[FIELDS[kind]] += int(row["events"])
-        if kind == "opened":
-            bucket["openedMachine"] += int(row["machine"])
-        elif kind == "clicked":
-            bucket["clickedMachine"] += int(row["machine"])
+        if kind in ("opened", "clicked"):
+            bucket[f"{kind}Human"] += int(row["human"])
+            bucket[f"{kind}Machine"] += int(row["machine"])
         elif kind == "bounced":
             bucket["bouncedHard"] += int(row["hard"])
         elif kind == "converted":

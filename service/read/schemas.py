@@ -196,8 +196,9 @@ SUMMARY = obj(
     }
 )
 BUCKET_COUNTS = [
-    "sent", "delivered", "deferred", "dropped", "bounced", "bouncedHard", "opened",
-    "openedMachine", "clicked", "clickedMachine", "unsubscribed", "spam", "converted", "custom",
+    "sent", "delivered", "deferred", "dropped", "bounced", "bouncedHard", "opened", "openedHuman",
+    "openedMachine", "clicked", "clickedHuman", "clickedMachine", "unsubscribed", "spam",
+    "converted", "custom",
 ]  # fmt: skip
 HISTOGRAM = obj(
     {

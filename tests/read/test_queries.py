@@ -139,19 +139,29 @@ def test_rates_are_null_without_a_denominator() -> None:
 def test_histogram_rows_become_one_bucket_per_start_in_the_zone() -> None:
     start = datetime(2025, 6, 1, 11, tzinfo=UTC)
     rows = [
-        {"bucket": start, "type": "opened", "events": 3, "machine": 1, "hard": 0, "amount": 0},
+        {
+            "bucket": start,
+            "type": "opened",
+            "events": 3,
+            "machine": 1,
+            "human": 1,
+            "hard": 0,
+            "amount": 0,
+        },
         {
             "bucket": start,
             "type": "converted",
             "events": 1,
             "machine": 0,
+            "human": 0,
             "hard": 0,
             "amount": Decimal("9.5"),
         },
     ]
     (bucket,) = histograms.buckets(rows, ZoneInfo("Europe/Prague"))
     assert bucket["start"] == "2025-06-01T13:00:00+02:00"
-    assert (bucket["opened"], bucket["openedMachine"], bucket["converted"]) == (3, 1, 1)
+    assert (bucket["opened"], bucket["openedHuman"], bucket["openedMachine"]) == (3, 1, 1)
+    assert bucket["converted"] == 1
     assert bucket["conversionsAmount"] == 9.5
 
 

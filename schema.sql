@@ -84,8 +84,12 @@ CREATE TABLE IF NOT EXISTS events (
     provider_event_id  text,
     received_at        timestamptz,
     folded_at          timestamptz NOT NULL DEFAULT now(),
+    -- the per-event verdict {machine, reason, agent_class} a whole-set rule overrode (NULL when
+    -- none did), so a replay can re-run the rules over a corrected set
+    overridden         jsonb,
     PRIMARY KEY (event_id, occurred_at)
 ) PARTITION BY RANGE (occurred_at);
+ALTER TABLE events ADD COLUMN IF NOT EXISTS overridden jsonb;
 
 DO $$
 DECLARE y int;

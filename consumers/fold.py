@@ -17,6 +17,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -77,6 +78,15 @@ RETRYABLE = (
 )
 
 
+@dataclass(slots=True)
+class Decoded:
+    """A batch's ledger rows, the rows of replayed events among them, and unreadable records."""
+
+    rows: list[tuple[Any, ...]]
+    corrections: list[tuple[Any, ...]]
+    poison: list[tuple[kafka.Record, str]]
+
+
 def next_offsets(records: list[kafka.Record]) -> dict[int, int]:
     """Per partition, the offset after the last record consumed."""
     offsets: dict[int, int] = {}
@@ -129,14 +139,18 @@ async def fold_rows(
     group: str,
     topic: str,
     offsets: dict[int, int],
+    corrections: list[tuple[Any, ...]] | None = None,
 ) -> int:
-    """Fold one batch and store its offsets in one transaction; returns how many events were new."""
+    """Fold one batch and store its offsets in one transaction; returns how many events were
+    folded. `corrections` are the rows of replayed events (also in `rows`): where one differs from
+    its ledger row, the ledger is corrected and its recipient folded again."""
     async with conn.transaction():
+        refolded = await correct(conn, corrections) if corrections else 0
         if rows:
             await conn.copy_records_to_table("incoming", records=rows, columns=COLUMNS)
             await conn.execute(db.QUERIES["insert_new_events"])
         await conn.execute(db.QUERIES["resolve_pending"])
-        folded: int = await conn.fetchval(db.QUERIES["fold_fresh"])
+        folded: int = await conn.fetchval(db.QUERIES["fold_fresh"]) - refolded
         await conn.execute(db.QUERIES["mark_click_bursts"])
         await conn.execute(db.QUERIES["mark_too_fast"])
         await conn.execute(db.QUERIES["count_marked"])
@@ -149,8 +163,21 @@ async def fold_rows(
     return folded
 
 
+async def correct(conn: asyncpg.Connection[Any], corrections: list[tuple[Any, ...]]) -> int:
+    """Correct the ledger from replayed events and stage their recipients to be folded again;
+    returns how many events were staged again."""
+    await conn.copy_records_to_table("corrections", records=corrections, columns=COLUMNS)
+    await conn.execute(db.QUERIES["find_corrections"])
+    await conn.execute(db.QUERIES["unfold_affected"])
+    await conn.execute(db.QUERIES["restore_own_verdicts"])
+    await conn.execute(db.QUERIES["apply_corrections"])
+    status: str = await conn.execute(db.QUERIES["refold_affected"])  # "INSERT 0 <rows>"
+    return int(status.rsplit(" ", 1)[1])
+
+
 async def prepare(conn: asyncpg.Connection[Any]) -> None:
     await conn.execute(db.QUERIES["create_fold_staging"])
+    await conn.execute(db.QUERIES["create_replay_staging"])
 
 
 class Abandoned(Exception):
@@ -256,17 +283,21 @@ class Fold:
     def where(self, partitions: set[tuple[str, int]]) -> dict[str, Any]:
         return {"topic": self.settings.events_topic, "partition": sorted(p for _, p in partitions)}
 
-    def decode_batch(self, records: list[kafka.Record]) -> tuple[list[tuple[Any, ...]], list[Any]]:
-        rows, poison = [], []
+    def decode_batch(self, records: list[kafka.Record]) -> Decoded:
+        out = Decoded([], [], [])
         for rec in records:
             try:
                 event = decode(rec.value)
                 if not event.recipient.key():
                     raise ValueError("event has no recipient (email or contact id)")
-                rows.append(to_row(event))
+                row = to_row(event)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                poison.append((rec, f"undecodable event: {exc!r}"))
-        return rows, poison
+                out.poison.append((rec, f"undecodable event: {exc!r}"))
+                continue
+            out.rows.append(row)
+            if rec.headers.get(kafka.REPLAY_HEADER):
+                out.corrections.append(row)
+        return out
 
     async def fold_batch(self, records: list[kafka.Record], stop: asyncio.Event) -> None:
         """Fold a batch as one transaction; a record the database refuses goes to the DLQ.
@@ -275,11 +306,11 @@ class Fold:
         the database or the broker; the batch is read again on the next start.
         """
         self.stop = stop
-        rows, poison = self.decode_batch(records)
-        if poison:
-            await self.set_aside(poison)
+        batch = self.decode_batch(records)
+        if batch.poison:
+            await self.set_aside(batch.poison)
         try:
-            await self.commit(rows, next_offsets(records), records)
+            await self.commit(batch, next_offsets(records), records)
         except asyncpg.PostgresError as exc:
             # Not a transient failure: something in the batch is refused. Fold record by record
             # so only the offending ones are set aside.
@@ -287,12 +318,12 @@ class Fold:
                 "batch refused (%r); folding it record by record", exc, extra=kafka.span(records)
             )
             for rec in records:
-                rows, poison = self.decode_batch([rec])
+                one = self.decode_batch([rec])
                 try:
-                    await self.commit(rows, next_offsets([rec]), [rec])
-                except asyncpg.PostgresError as one:
-                    await self.set_aside([(rec, f"refused: {one!r}")])
-                    await self.commit([], next_offsets([rec]), [rec])
+                    await self.commit(one, next_offsets([rec]), [rec])
+                except asyncpg.PostgresError as exc:
+                    await self.set_aside([(rec, f"refused: {exc!r}")])
+                    await self.commit(Decoded([], [], []), next_offsets([rec]), [rec])
 
     async def set_aside(self, poison: list[tuple[kafka.Record, str]]) -> None:
         """Send unreadable or refused records to the dead-letter topic, waiting for the ack."""
@@ -308,7 +339,7 @@ class Fold:
         metrics.DEAD_LETTERS.inc(len(poison), stage=STAGE, source="events")
 
     async def commit(
-        self, rows: list[tuple[Any, ...]], offsets: dict[int, int], records: list[kafka.Record]
+        self, batch: Decoded, offsets: dict[int, int], records: list[kafka.Record]
     ) -> None:
         """Run one fold transaction, retrying it after connection failures until it commits."""
         delay = 0.2
@@ -317,7 +348,12 @@ class Fold:
                 async with self.session() as conn:
                     started = time.perf_counter()
                     new = await fold_rows(
-                        conn, rows, self.settings.fold_group, self.settings.events_topic, offsets
+                        conn,
+                        batch.rows,
+                        self.settings.fold_group,
+                        self.settings.events_topic,
+                        offsets,
+                        batch.corrections,
                     )
                 elapsed = time.perf_counter() - started
                 break
@@ -338,9 +374,9 @@ class Fold:
         log.debug(
             "folded %d new of %d in %.1f ms",
             new,
-            len(rows),
+            len(batch.rows),
             elapsed * 1000,
-            extra={**kafka.span(records), "count": len(rows)},
+            extra={**kafka.span(records), "count": len(batch.rows)},
         )
 
     def dead_letter(

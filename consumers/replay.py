@@ -1,8 +1,11 @@
 """`mailfold replay`: re-derive mailfold.events from mailfold.raw with today's adapters.
 
-The raw log keeps every accepted body byte for byte, so a fixed or improved adapter can be run
-over it again. Event ids are stable: replaying over existing state changes nothing unless an
-adapter now derives something different (a new event, a corrected field). The range is fixed
+The raw log keeps every accepted body byte for byte, so a fixed or improved adapter (or changed
+machine rules) can be run over it again. Event ids are stable: replaying over existing state
+changes nothing unless an adapter now derives something different. A new event is folded as
+any other; an event whose fields differ from its ledger row (a corrected bounce class, delivery,
+name or machine verdict) carries the `replay` header, and the fold corrects the ledger and folds
+its recipient again from the corrected events (queries/replay.sql). The range is fixed
 when the replay starts (from a time, an offset or the beginning, up to the end at that moment),
 so it finishes while new records keep arriving. Records that still cannot be read are counted
 and logged, not dead-lettered again (they are on mailfold.dlq already).
@@ -148,7 +151,8 @@ def replay_batch(
                 extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
             )
             continue
-        outputs += [(settings.events_topic, e.key(), encode(e), []) for e in events]
+        headers = [(kafka.REPLAY_HEADER, b"1")]
+        outputs += [(settings.events_topic, e.key(), encode(e), headers) for e in events]
     return outputs
 
 

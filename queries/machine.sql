@@ -43,7 +43,9 @@ burst AS (
 ),
 updated AS (
     UPDATE events e
-       SET machine = true, machine_reason = 'click_burst', agent_class = 'scanner'
+       SET machine = true, machine_reason = 'click_burst', agent_class = 'scanner',
+           overridden = coalesce(e.overridden, jsonb_build_object(
+               'machine', e.machine, 'reason', e.machine_reason, 'agent_class', e.agent_class))
       FROM burst b
      WHERE e.event_id = b.event_id AND e.occurred_at = b.occurred_at
     RETURNING e.account_id, e.delivery_id, e.recipient_key, e.type, e.url, e.occurred_at,
@@ -85,7 +87,9 @@ WITH fast AS (
 ),
 updated AS (
     UPDATE events e
-       SET machine = true, machine_reason = 'too_fast'
+       SET machine = true, machine_reason = 'too_fast',
+           overridden = jsonb_build_object(
+               'machine', e.machine, 'reason', e.machine_reason, 'agent_class', e.agent_class)
       FROM fast f
      WHERE e.event_id = f.event_id AND e.occurred_at = f.occurred_at
     RETURNING e.account_id, e.delivery_id, e.recipient_key, e.type, e.url, e.occurred_at,

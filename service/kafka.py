@@ -32,6 +32,8 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024
 # is down; each distinct message passes once per this many seconds, with the count held back.
 REPEAT_WINDOW_S = 10.0
 Headers = list[tuple[str, bytes]]
+# Set on events `mailfold replay` re-derives: the fold corrects the ledger where they differ.
+REPLAY_HEADER = "replay"
 # A record to produce: (topic, key, value, headers).
 Output = tuple[str, bytes | None, bytes, Headers]
 

@@ -14,9 +14,12 @@ async def test_schema_applies_twice_and_every_query_prepares(database: str) -> N
     await db.apply_schema(database)
     conn = await db.connect(database)
     try:
-        await conn.execute(db.QUERIES["create_fold_staging"])  # several statements: executed
+        staging = [name for name in db.QUERIES if name.startswith("create_") and "staging" in name]
+        assert staging == ["create_fold_staging", "create_replay_staging"]
+        for name in staging:  # several statements each: executed
+            await conn.execute(db.QUERIES[name])
         for name, sql in db.QUERIES.items():
-            if name != "create_fold_staging":
+            if name not in staging:
                 await conn.prepare(sql)
     finally:
         await conn.close()

@@ -6,14 +6,16 @@ import asyncio
 import io
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from consumers import normalize, replay
-from service import kafka
+from service import kafka, machine
 from service.errors import ParseError
 from tests.harness import Harness
 from tests.integration.test_faults import (
@@ -132,3 +134,95 @@ async def test_replay_command_prints_its_summary_and_draws_progress(harness: Har
     summary = orjson.loads(done.stdout)
     assert (summary["records"], summary["events"], summary["dry_run"]) == (posts, 100, True)
     assert "replay [" in done.stderr.decode() and "100.0%" in done.stderr.decode()
+
+
+async def test_replay_corrects_what_a_fixed_adapter_read_wrongly(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    derive = normalize.derive_record
+
+    def misreads_bounces(rec: kafka.Record) -> Any:
+        # An adapter bug that reads every bounce as soft: same events, same ids, a wrong field.
+        return [
+            replace(e, bounce=replace(e.bounce, bounce_class="soft")) if e.bounce else e
+            for e in derive(rec)
+        ]
+
+    monkeypatch.setattr(normalize, "derive_record", misreads_bounces)
+    await harness.start_app()
+    await harness.start_pipeline()
+    acme = await harness.account()
+    events = make_events(900, seed=36)
+    hard = sum(1 for e in events if e.get("bounce", {}).get("class") == "hard")
+    async with harness.client(acme) as client:
+        await post_batches(harness, client, events, 30)
+    await fold_caught_up(harness, at_least=len(events))
+    assert hard and await hard_bounces(harness) == 0
+    monkeypatch.setattr(normalize, "derive_record", derive)  # the adapter is fixed
+    summary = await replay.replay(harness.settings, stream=None)
+    assert summary.events == len(events)
+    await check_against_oracle(harness, events)
+    assert await hard_bounces(harness) == hard
+
+
+async def hard_bounces(h: Harness) -> int:
+    rows = await fetch(h, "SELECT coalesce(sum(hard_count), 0) AS n FROM delivery_stats")
+    return int(rows[0]["n"])
+
+
+async def test_replay_after_a_rules_change_reclassifies_history(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    chrome = (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0 Safari/537.36"
+    )
+    base = {"campaign_id": "c1", "delivery_id": "d1", "recipient": {"email": "ann@example.com"}}
+    events = [
+        {**base, "type": "delivered", "occurred_at": "2025-06-01T12:00:00Z"},
+        {**base, "type": "clicked", "occurred_at": "2025-06-01T13:00:00Z",
+         "url": "https://shop.test/a", "ip": "192.0.2.10", "user_agent": chrome},
+        {**base, "type": "clicked", "occurred_at": "2025-06-01T14:00:00Z",
+         "url": "https://shop.test/b", "ip": "198.51.100.4", "user_agent": chrome},
+    ]  # fmt: skip
+    await harness.start_app()
+    await harness.start_pipeline()
+    acme = await harness.account()
+    async with harness.client(acme) as client:
+        await post_until_accepted(client, events)
+    await fold_caught_up(harness, at_least=len(events))
+    assert await click_counts(harness) == (1, 2, 0)  # (recipients, human, machine)
+    # The operator adds a scanner network the shipped list lacked, then replays the raw log.
+    networks = tmp_path / "scanners.txt"
+    networks.write_text("192.0.2.0/24\n")
+    monkeypatch.setenv("MAILFOLD_SCANNER_NETWORKS_FILE", str(networks))
+    machine.scanner_networks.cache_clear()
+    try:
+        await replay.replay(harness.settings, stream=None)
+    finally:
+        monkeypatch.undo()
+        machine.scanner_networks.cache_clear()
+    await fold_caught_up(harness, at_least=2 * len(events))
+    assert await click_counts(harness) == (1, 1, 1)
+    reasons = await fetch(
+        harness, "SELECT ip, machine_reason FROM events WHERE type = 'clicked' ORDER BY ip"
+    )
+    assert [(r["ip"], r["machine_reason"]) for r in reasons] == [
+        ("192.0.2.10", "scanner_network"),
+        ("198.51.100.4", None),
+    ]
+    stats = await fetch(
+        harness, "SELECT sum(human_count) AS h, sum(machine_count) AS m FROM delivery_stats "
+        "WHERE type = 'clicked'"
+    )  # fmt: skip
+    links = await fetch(harness, "SELECT url, machine_count FROM link_stats ORDER BY url")
+    assert (stats[0]["h"], stats[0]["m"]) == (1, 1)
+    assert [(r["url"], r["machine_count"]) for r in links] == [
+        ("https://shop.test/a", 1),
+        ("https://shop.test/b", 0),
+    ]
+
+
+async def click_counts(h: Harness) -> tuple[int, int, int]:
+    rows = await fetch(h, "SELECT click_human_count, click_machine_count FROM recipients")
+    return len(rows), rows[0]["click_human_count"], rows[0]["click_machine_count"]

@@ -318,3 +318,14 @@ DELETE FROM provider_secrets WHERE account_id = $1 AND provider = $2 AND slot = 
 INSERT INTO sns_subscriptions (account_id, topic_arn, status, message_id) VALUES ($1, $2, $3, $4)
 ON CONFLICT (account_id, topic_arn) DO UPDATE
     SET status = excluded.status, message_id = excluded.message_id, updated_at = now();
+
+-- name: record_dlq_retries
+-- Remember that these dead letters ($2 partitions, $3 offsets on topic $1) were produced again.
+INSERT INTO dead_letter_retries AS r (topic, partition, "offset")
+SELECT $1, p, o FROM unnest($2::int[], $3::bigint[]) AS t(p, o)
+ON CONFLICT (topic, partition, "offset") DO UPDATE
+    SET retries = r.retries + 1, retried_at = now();
+
+-- name: dlq_retries
+-- When and how often each retried dead letter of topic $1 was produced again.
+SELECT partition, "offset", retries, retried_at FROM dead_letter_retries WHERE topic = $1;

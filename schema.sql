@@ -349,3 +349,14 @@ CREATE INDEX IF NOT EXISTS recipients_open_count_idx
     ON recipients (account_id, delivery_id, open_count DESC NULLS LAST, recipient_key);
 CREATE INDEX IF NOT EXISTS recipients_click_count_idx
     ON recipients (account_id, delivery_id, click_count DESC NULLS LAST, recipient_key);
+
+-- Dead letters re-driven by `mailfold dlq retry`: the letter stays on mailfold.dlq (Kafka's log is
+-- append-only), so whether and when it was retried is kept here, by its place on that topic.
+CREATE TABLE IF NOT EXISTS dead_letter_retries (
+    topic       text NOT NULL,
+    partition   int NOT NULL,
+    "offset"    bigint NOT NULL,
+    retries     int NOT NULL DEFAULT 1,
+    retried_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic, partition, "offset")
+);

@@ -8,6 +8,7 @@
     mailfold normalize SOURCE FILE [--account A] [--content-type TYPE]
     mailfold replay [--from TIME | --from-offset N] [--source PROVIDER] [--dry-run]
     mailfold dlq list [--reason TEXT] [--json] | show ID | retry ID ... | retry --all [--reason T]
+                 [--again]
 
 It lives with the consumers because it drives both sides of the pipeline.
 """
@@ -180,7 +181,10 @@ async def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
     else:
         if bool(args.ids) == args.all:
             raise MailfoldError("dlq retry takes letter ids (PARTITION:OFFSET) or --all")
-        out({"retried": await dlq.retry(settings, args.ids, every=args.all, reason=args.reason)})
+        retried = await dlq.retry(
+            settings, args.ids, every=args.all, reason=args.reason, again=args.again
+        )
+        out({"retried": retried})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -250,6 +254,9 @@ def parser() -> argparse.ArgumentParser:
     dretry.add_argument("ids", nargs="*", metavar="ID")
     dretry.add_argument("--all", action="store_true", help="every letter (see --reason)")
     dretry.add_argument("--reason", metavar="TEXT", help="with --all: only reasons with TEXT")
+    dretry.add_argument(
+        "--again", action="store_true", help="with --all: also letters retried before"
+    )
     return p
 
 

@@ -4,21 +4,23 @@ A dead letter is the original record (key, value and headers, byte for byte) plu
 `dlq-stage` (normalize or fold), `dlq-topic`, `dlq-partition` and `dlq-offset` saying where it
 was read. Retrying produces the original record again to its original topic (mailfold.raw or
 mailfold.events) without the dlq headers. The letter stays where it is (Kafka's log is
-append-only); a retried record that still cannot be read is set aside again with its reason, and
-one that now can be yields events whose ids make a repeated retry harmless.
+append-only), so each retry is recorded in PostgreSQL (dead_letter_retries) and `dlq list` shows
+when a letter was last retried and how often; `retry --all` passes over letters already retried
+unless told `--again`. A retried record that still cannot be read is set aside again with its
+reason, and one that now can be yields events whose ids make a repeated retry harmless.
 """
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from service import kafka
+from service import db, kafka
 from service.errors import BadInput, MailfoldError, NotFound
 from service.settings import Settings
 
@@ -41,6 +43,8 @@ class Letter:
     received_at: str | None
     request_id: str | None
     size: int
+    retried_at: str | None = None  # the last `dlq retry` of this letter
+    retries: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,7 +129,37 @@ async def list_letters(settings: Settings, reason: str | None = None) -> list[Le
     letters = [describe(rec) for rec in await read(settings)]
     if reason:
         letters = [x for x in letters if reason.lower() in x.reason.lower()]
-    return letters
+    retried = await retries(settings)
+    return [
+        replace(x, retried_at=retried[x.id][1], retries=retried[x.id][0]) if x.id in retried else x
+        for x in letters
+    ]
+
+
+async def retries(settings: Settings) -> dict[str, tuple[int, str]]:
+    """Letter id -> (times retried, last retried at) for every letter retried so far."""
+    conn = await db.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(db.QUERIES["dlq_retries"], settings.dlq_topic)
+    finally:
+        await conn.close()
+    return {
+        f"{r['partition']}:{r['offset']}": (r["retries"], r["retried_at"].isoformat())
+        for r in rows
+    }
+
+
+async def record_retries(settings: Settings, records: list[kafka.Record]) -> None:
+    conn = await db.connect(settings.database_url)
+    try:
+        await conn.execute(
+            db.QUERIES["record_dlq_retries"],
+            settings.dlq_topic,
+            [r.partition for r in records],
+            [r.offset for r in records],
+        )
+    finally:
+        await conn.close()
 
 
 async def show(settings: Settings, ident: str) -> dict[str, Any]:
@@ -159,13 +193,22 @@ def original(settings: Settings, rec: kafka.Record) -> kafka.Output:
 
 
 async def retry(
-    settings: Settings, idents: list[str], *, every: bool = False, reason: str | None = None
+    settings: Settings,
+    idents: list[str],
+    *,
+    every: bool = False,
+    reason: str | None = None,
+    again: bool = False,
 ) -> list[dict[str, Any]]:
-    """Produce the named letters' originals again (or every one, filtered by `reason`)."""
+    """Produce the named letters' originals again (or every one not retried before, unless
+    `again`, filtered by `reason`) and record that they were."""
     if every:
         records = await read(settings)
         if reason:
             records = [r for r in records if reason.lower() in describe(r).reason.lower()]
+        if not again:
+            done = await retries(settings)
+            records = [r for r in records if f"{r.partition}:{r.offset}" not in done]
     else:
         wanted = [parse_id(i) for i in idents]
         records = await read(settings, wanted)
@@ -179,6 +222,8 @@ async def retry(
         await producer.send_many(outputs)
     finally:
         await producer.stop()
+    if records:
+        await record_retries(settings, records)
     return [
         {"id": f"{rec.partition}:{rec.offset}", "to": out[0]}
         for rec, out in zip(records, outputs, strict=True)
@@ -188,13 +233,14 @@ async def retry(
 def table(letters: list[Letter], width: int = 100) -> str:
     """`dlq list` for people: one line per letter, the reason cut to fit."""
     head = f"{'ID':<9} {'SET ASIDE (UTC)':<19} {'STAGE':<9} {'SOURCE':<10} {'ACCOUNT':<12} "
-    head += f"{'FROM':<28} REASON"
+    head += f"{'FROM':<28} {'RETRIED':<9} REASON"
     lines = [head]
     for x in letters:
         origin = f"{x.topic}/{x.partition}@{x.offset}"
         line = (
             f"{x.id:<9} {x.set_aside_at[:19].replace('T', ' '):<19} {x.stage:<9} "
             f"{(x.source or '-')[:10]:<10} {(x.account or '-')[:12]:<12} {origin[:28]:<28} "
+            f"{(f'{x.retries}x' if x.retries else '-'):<9} "
         )
         lines.append(line + x.reason[: max(20, width - len(line))])
     lines.append(f"{len(letters)} dead letter(s)")

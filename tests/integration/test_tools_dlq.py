@@ -88,6 +88,16 @@ async def test_dlq_lists_shows_and_retries_what_was_set_aside(
     assert sorted(r["id"] for r in retried) == sorted(x.id for x in adapter_bugs)
     assert {r["to"] for r in retried} == {harness.settings.raw_topic}
     await check_against_oracle(harness, d1 + d2)
+    # Each retry is recorded: the letters say so, and --all passes over them unless --again.
+    listed = {x.id: x for x in await dlq.list_letters(harness.settings)}
+    assert all(listed[x.id].retries == 1 and listed[x.id].retried_at for x in adapter_bugs)
+    assert listed[headless.id].retries == 0 and listed[headless.id].retried_at is None
+    assert await dlq.retry(harness.settings, [], every=True, reason="adapter bug") == []
+    again = await dlq.retry(harness.settings, [], every=True, reason="adapter bug", again=True)
+    assert len(again) == 3
+    listed = {x.id: x for x in await dlq.list_letters(harness.settings)}
+    assert {listed[x.id].retries for x in adapter_bugs} == {2}
+    await check_against_oracle(harness, d1 + d2)  # the retried events count once
 
     # The headless record is retried by id: still unreadable, it is set aside again.
     await dlq.retry(harness.settings, [headless.id])
@@ -108,7 +118,7 @@ async def test_dlq_command_prints_a_table_json_and_refuses_bad_ids(harness: Harn
     table = await asyncio.to_thread(cli, harness, "list")
     assert table.returncode == 0, table.stderr.decode()
     lines = table.stdout.decode().splitlines()
-    assert lines[0].startswith("ID") and "REASON" in lines[0]
+    assert lines[0].startswith("ID") and "RETRIED" in lines[0] and "REASON" in lines[0]
     assert "sendgrid" in lines[1] and "unknown x" in lines[1] and lines[-1] == "1 dead letter(s)"
     listed = orjson.loads((await asyncio.to_thread(cli, harness, "list", "--json")).stdout)
     assert listed[0]["reason"] == "unknown x" and listed[0]["offset"] == 7

@@ -268,17 +268,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_normalize(args)
         logs.configure(settings.log_level)
         if args.command == "serve":
-            import uvicorn
-
             from service.app import create_app
+            from service.server import Server
 
-            uvicorn.run(
-                create_app(settings),
-                host=args.host or settings.host,
-                port=args.port or settings.port,
-                log_level="warning",
-                timeout_graceful_shutdown=10,
-            )
+            Server.for_app(
+                create_app(settings), args.host or settings.host, args.port or settings.port
+            ).run()
         elif args.command == "normalizer":
             asyncio.run(normalize.serve(settings))
         elif args.command == "fold":

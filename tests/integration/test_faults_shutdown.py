@@ -1,5 +1,5 @@
 """SIGTERM: consumers exit promptly with their batch committed or abandoned whole, and a restart
-continues to exact counts."""
+continues to exact counts; the service drains and exits with status 0."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import replace
 
@@ -111,3 +112,28 @@ async def test_sigterm_while_postgres_is_down_abandons_the_batch_and_exits(
         accepted = await feeder.done()
     await check_against_oracle(harness, accepted)
     await assert_consistent(harness)
+
+
+async def test_sigterm_stops_the_service_cleanly_with_status_0(harness: Harness) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "consumers.cli", "serve", "--port", str(port)],
+        env=harness.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+
+            async def ready() -> int:
+                try:
+                    return (await client.get("/readyz")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await wait_for(ready, lambda status: status == 200, timeout=30)
+        code, took = await exits(server, within=15)
+        assert code == 0, f"exit status {code} after {took:.1f} s"
+    finally:
+        if server.poll() is None:
+            server.kill()

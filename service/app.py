@@ -73,6 +73,7 @@ async def post_events(request: Request) -> Response:
     svc: Service = request.app.state.service
     s = svc.settings
     rid = trace(request, events_api.SOURCE)
+    svc.ingest.check()
     remote = remote_addr(request, s)
     account = await svc.auth.account(request.headers.get("authorization"), remote)
     body = await read_body(request, s.max_body_bytes)
@@ -103,6 +104,7 @@ async def post_webhook(request: Request) -> Response:
     credentials = await svc.credentials.get(account, provider)
     if credentials is None:
         raise NotFound(f"no {provider} webhook is configured for account {account!r}")
+    svc.ingest.check()
     limit = adapter.max_body_bytes or svc.settings.max_webhook_body_bytes
     body = await read_body(request, limit)
     remote = remote_addr(request, svc.settings)

@@ -46,12 +46,17 @@ class Ingest:
         # is flushed and closed.
         self.closing = False
 
-    async def accept(self, record: RawRecord, remote_addr: str | None) -> None:
-        """Return once the broker has the record; raise Unavailable otherwise."""
+    def check(self) -> None:
+        """Raise Unavailable when a record would be refused now (stopping, or saturated), so a
+        request is refused before its body is read and checked; accept() checks again."""
         if self.closing:
             raise Unavailable("shutting down", retry_after=self._retry_after)
         if self._slots.locked():
             raise Unavailable("too many requests in flight", retry_after=self._retry_after)
+
+    async def accept(self, record: RawRecord, remote_addr: str | None) -> None:
+        """Return once the broker has the record; raise Unavailable otherwise."""
+        self.check()
         async with self._slots:
             self.in_flight += 1
             metrics.IN_FLIGHT.inc()

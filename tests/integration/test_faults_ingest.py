@@ -100,6 +100,9 @@ async def test_saturated_ingest_answers_503_with_retry_after_and_memory_stays_fl
         assert (sink.most, sink.holding, metrics.IN_FLIGHT.value()) == (8, 8, 8)
         refused = metrics.REQUESTS.value(source="api", outcome="refused", reason="unavailable")
         assert refused - refused_before == 1100
+        # Refused before the body is read or checked: even a malformed one gets 503, not 400.
+        malformed = await client.post("/v1/events", content=b"not json")
+        assert malformed.status_code == 503 and malformed.headers["retry-after"] == "3"
         sink.release.set()
         assert [r.status_code for r in await asyncio.gather(*held)] == [202] * 8
         assert (await client.post("/v1/events", json=body)).status_code == 202

@@ -61,17 +61,17 @@ FROM updated WHERE NOT was_machine;
 -- also carries no user agent (the second signal). Anchored on every send and delivery of the
 -- recipient, so a late `delivered` only ever adds windows. Looks at the batch's opens and clicks
 -- against the ledger's anchors, and the batch's anchors against the ledger's opens and clicks.
+-- A staged event's verdict is its ledger row's unless this batch's burst rule just marked it.
 WITH fast AS (
-    SELECT e.event_id, e.occurred_at, e.machine IS FALSE AS was_human
+    SELECT f.event_id, f.occurred_at, f.machine IS FALSE AS was_human
     FROM fresh f
-    JOIN events e ON e.event_id = f.event_id AND e.occurred_at = f.occurred_at
-    WHERE f.type IN ('opened', 'clicked') AND e.machine IS NOT TRUE
+    WHERE f.type IN ('opened', 'clicked') AND f.machine IS NOT TRUE
       AND EXISTS (
           SELECT 1 FROM events a
-          WHERE a.account_id = e.account_id AND a.delivery_id = e.delivery_id
-            AND a.recipient_key = e.recipient_key AND a.type IN ('sent', 'delivered')
-            AND a.occurred_at <= e.occurred_at
-            AND a.occurred_at > e.occurred_at - CASE WHEN nullif(e.user_agent, '') IS NULL
+          WHERE a.account_id = f.account_id AND a.delivery_id = f.delivery_id
+            AND a.recipient_key = f.recipient_key AND a.type IN ('sent', 'delivered')
+            AND a.occurred_at <= f.occurred_at
+            AND a.occurred_at > f.occurred_at - CASE WHEN nullif(f.user_agent, '') IS NULL
                                                      THEN interval '60 seconds'
                                                      ELSE interval '2 seconds' END)
     UNION
@@ -92,6 +92,7 @@ updated AS (
                'machine', e.machine, 'reason', e.machine_reason, 'agent_class', e.agent_class)
       FROM fast f
      WHERE e.event_id = f.event_id AND e.occurred_at = f.occurred_at
+       AND e.machine IS NOT TRUE  -- a burst this batch found wins
     RETURNING e.account_id, e.delivery_id, e.recipient_key, e.type, e.url, e.occurred_at,
               f.was_human
 )

@@ -13,7 +13,7 @@ from service.read import params, recipients
 
 Spec = dict[str, Any]
 
-NO_NUL = "^[^\u0000]*$"
+NO_NUL = "^[^\u0000]*$"  # PostgreSQL text cannot hold NUL
 # Ids in a path: no NUL and no "/"; a leading "." would let a client collapse ".." segments.
 PATH_ID: Spec = {
     "type": "string",
@@ -265,9 +265,6 @@ ANY_BODY: Spec = {
 }
 
 
-NO_NUL = "^[^\u0000]*$"  # PostgreSQL text cannot hold NUL
-
-
 def id_field(limit: int) -> Spec:
     return {"type": ["string", "null"], "minLength": 1, "maxLength": limit, "pattern": NO_NUL}
 
@@ -278,7 +275,7 @@ def events_body(max_events: int, types: list[str]) -> Spec:
         "type": ["string", "null"],
         "minLength": 1,
         "maxLength": 256,
-        "pattern": f"^[^{SPACE}]*@[^{SPACE}]*$",
+        "pattern": f"^[^{SPACE}\u0000]*@[^{SPACE}\u0000]*$",  # no white space, no NUL
     }
     recipient = {
         "type": "object",

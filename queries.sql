@@ -49,9 +49,14 @@ resolved AS (
            d.user_agent, d.machine, d.machine_reason, d.agent_class, d.ab_version, d.amount,
            d.currency, d.name, d.payload, d.provider_event_id, d.received_at
     FROM dedup d
-    LEFT JOIN messages m
-           ON d.delivery_id IS NULL AND m.account_id = d.account_id
+    -- looked up only for the events that lack a delivery (a primary-key probe each; a plain
+    -- join would hash the whole table for every batch)
+    LEFT JOIN LATERAL (
+        SELECT m.campaign_id, m.delivery_id FROM messages m
+        WHERE d.delivery_id IS NULL AND m.account_id = d.account_id
           AND m.message_id = d.message_id AND m.recipient_key = d.recipient_key
+        LIMIT 1
+    ) m ON true
     LEFT JOIN batch_map b
            ON d.delivery_id IS NULL AND b.account_id = d.account_id
           AND b.message_id = d.message_id AND b.recipient_key = d.recipient_key

@@ -166,31 +166,53 @@ CREATE TABLE IF NOT EXISTS recipients (
     PRIMARY KEY (account_id, delivery_id, recipient_key)
 );
 
-CREATE INDEX IF NOT EXISTS recipients_delivered_at_idx
-    ON recipients (account_id, delivery_id, delivered_at, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_opened_at_idx
-    ON recipients (account_id, delivery_id, opened_at, recipient_key) WHERE opened_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_clicked_at_idx
-    ON recipients (account_id, delivery_id, clicked_at, recipient_key) WHERE clicked_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_bounced_at_idx
-    ON recipients (account_id, delivery_id, bounced_at, recipient_key) WHERE bounced_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_unsubscribed_at_idx
-    ON recipients (account_id, delivery_id, unsubscribed_at, recipient_key)
-    WHERE unsubscribed_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_complained_at_idx
-    ON recipients (account_id, delivery_id, complained_at, recipient_key)
-    WHERE complained_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_converted_at_idx
-    ON recipients (account_id, delivery_id, converted_at, recipient_key)
-    WHERE converted_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_human_opened_at_idx
-    ON recipients (account_id, delivery_id, human_opened_at, recipient_key)
-    WHERE human_opened_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_human_clicked_at_idx
-    ON recipients (account_id, delivery_id, human_clicked_at, recipient_key)
-    WHERE human_clicked_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_surname_idx
-    ON recipients (account_id, delivery_id, surname, recipient_key);
+-- Updates that leave every indexed column alone are HOT (no index entry, less WAL): a repeated
+-- open or click, a delivery, a status change. So the recipient indexes hold only the key and the
+-- first times of the signals, each first time a partial index in the lists' default order
+-- (recipient) for `signal=` pages; `sent` and `delivered`, which nearly every recipient has, are
+-- read from the primary key. Room is left on each page for the HOT versions.
+ALTER TABLE recipients SET (fillfactor = 80);
+CREATE INDEX IF NOT EXISTS recipients_opened_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE opened_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_clicked_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE clicked_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_bounced_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE bounced_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_unsubscribed_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE unsubscribed_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_complained_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE complained_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_converted_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE converted_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_human_opened_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE human_opened_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_human_clicked_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE human_clicked_at IS NOT NULL;
+-- Indexes of earlier versions: time-ordered signal indexes and sort-only ones, whose entries
+-- every fold update rewrote (a sort on those fields sorts the delivery's matching rows).
+DROP INDEX IF EXISTS recipients_delivered_at_idx;
+DROP INDEX IF EXISTS recipients_opened_at_idx;
+DROP INDEX IF EXISTS recipients_clicked_at_idx;
+DROP INDEX IF EXISTS recipients_bounced_at_idx;
+DROP INDEX IF EXISTS recipients_unsubscribed_at_idx;
+DROP INDEX IF EXISTS recipients_complained_at_idx;
+DROP INDEX IF EXISTS recipients_converted_at_idx;
+DROP INDEX IF EXISTS recipients_human_opened_at_idx;
+DROP INDEX IF EXISTS recipients_human_clicked_at_idx;
+DROP INDEX IF EXISTS recipients_surname_idx;
+DROP INDEX IF EXISTS recipients_search_idx;
+DROP INDEX IF EXISTS recipients_status_idx;
+DROP INDEX IF EXISTS recipients_dropped_at_idx;
+DROP INDEX IF EXISTS recipients_email_idx;
+DROP INDEX IF EXISTS recipients_first_name_idx;
+DROP INDEX IF EXISTS recipients_contact_id_idx;
+DROP INDEX IF EXISTS recipients_client_contact_id_idx;
+DROP INDEX IF EXISTS recipients_sent_at_idx;
+DROP INDEX IF EXISTS recipients_opened_at_sort_idx;
+DROP INDEX IF EXISTS recipients_clicked_at_sort_idx;
+DROP INDEX IF EXISTS recipients_clicked_at_desc_idx;
+DROP INDEX IF EXISTS recipients_open_count_idx;
+DROP INDEX IF EXISTS recipients_click_count_idx;
 
 -- Funnel counters per delivery, event type and hour of event time (histograms and totals).
 CREATE TABLE IF NOT EXISTS delivery_stats (
@@ -313,42 +335,162 @@ CREATE INDEX IF NOT EXISTS events_campaign_idx ON events (account_id, campaign_i
 CREATE INDEX IF NOT EXISTS events_delivery_idx ON events (account_id, delivery_id, occurred_at);
 CREATE INDEX IF NOT EXISTS events_contact_idx ON events (account_id, recipient_key, occurred_at);
 
--- Recipient lists: search, flag and version filters, the undelivered list, and the sorts.
-CREATE INDEX IF NOT EXISTS recipients_search_idx ON recipients
-    USING gin (mailfold_search_text(email, first_name, surname, client_contact_id) gin_trgm_ops);
+-- Recipient lists: version filter, the undelivered list, and the latest-opens-first order.
 CREATE INDEX IF NOT EXISTS recipients_ab_version_idx
     ON recipients (account_id, delivery_id, ab_version, recipient_key)
     WHERE ab_version IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_status_idx
-    ON recipients (account_id, delivery_id, status_rank, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_dropped_at_idx
-    ON recipients (account_id, delivery_id, dropped_at, recipient_key)
-    WHERE dropped_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS recipients_undelivered_idx
     ON recipients (account_id, delivery_id, recipient_key)
     WHERE dropped_at IS NOT NULL OR bounced_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_email_idx
-    ON recipients (account_id, delivery_id, email, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_first_name_idx
-    ON recipients (account_id, delivery_id, first_name, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_contact_id_idx
-    ON recipients (account_id, delivery_id, contact_id, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_client_contact_id_idx
-    ON recipients (account_id, delivery_id, client_contact_id, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_sent_at_idx
-    ON recipients (account_id, delivery_id, sent_at, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_opened_at_sort_idx
-    ON recipients (account_id, delivery_id, opened_at, recipient_key);
 CREATE INDEX IF NOT EXISTS recipients_opened_at_desc_idx
     ON recipients (account_id, delivery_id, opened_at DESC NULLS LAST, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_clicked_at_sort_idx
-    ON recipients (account_id, delivery_id, clicked_at, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_clicked_at_desc_idx
-    ON recipients (account_id, delivery_id, clicked_at DESC NULLS LAST, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_open_count_idx
-    ON recipients (account_id, delivery_id, open_count DESC NULLS LAST, recipient_key);
-CREATE INDEX IF NOT EXISTS recipients_click_count_idx
-    ON recipients (account_id, delivery_id, click_count DESC NULLS LAST, recipient_key);
+
+-- Recipient search (`q`) apart from the recipient rows, so a fold update never touches the
+-- trigram index: one row per recipient, rewritten only when its text changes.
+CREATE TABLE IF NOT EXISTS recipient_search (
+    account_id     text NOT NULL,
+    delivery_id    text NOT NULL,
+    recipient_key  text NOT NULL,
+    search_text    text NOT NULL,   -- mailfold_search_text of the recipient's fields
+    PRIMARY KEY (account_id, delivery_id, recipient_key)
+);
+CREATE INDEX IF NOT EXISTS recipient_search_text_idx
+    ON recipient_search USING gin (search_text gin_trgm_ops);
+
+-- Recipients per delivery and campaign (NULL: not attributed to one yet) and how many of them
+-- have each signal: the recipient lists' totalCount without counting rows. Exact: kept by the
+-- triggers below in the transaction that changes the recipient rows.
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    account_id             text NOT NULL,
+    delivery_id            text NOT NULL,
+    campaign_id            text,
+    recipient_count        bigint NOT NULL DEFAULT 0,
+    sent_count             bigint NOT NULL DEFAULT 0,
+    delivered_count        bigint NOT NULL DEFAULT 0,
+    opened_count           bigint NOT NULL DEFAULT 0,
+    clicked_count          bigint NOT NULL DEFAULT 0,
+    bounced_count          bigint NOT NULL DEFAULT 0,
+    dropped_count          bigint NOT NULL DEFAULT 0,
+    unsubscribed_count     bigint NOT NULL DEFAULT 0,
+    complained_count       bigint NOT NULL DEFAULT 0,
+    converted_count        bigint NOT NULL DEFAULT 0,
+    human_opened_count     bigint NOT NULL DEFAULT 0,
+    human_clicked_count    bigint NOT NULL DEFAULT 0,
+    UNIQUE NULLS NOT DISTINCT (account_id, delivery_id, campaign_id)
+);
+
+-- The statement that sums the rows a statement changed (`changes`: +1 per row after, -1 per
+-- row before) into delivery_counts; only groups whose figures moved are written. Run by the
+-- trigger function below, which alone sees the transition tables.
+DROP FUNCTION IF EXISTS mailfold_count_changes(text);
+CREATE OR REPLACE FUNCTION mailfold_count_sql(changes text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format($sql$
+        WITH changes AS (%s),
+        deltas AS (
+            SELECT account_id, delivery_id, campaign_id,
+                   sum(sign) AS recipient_count,
+                   coalesce(sum(sign) FILTER (WHERE sent_at IS NOT NULL), 0) AS sent_count,
+                   coalesce(sum(sign) FILTER (WHERE delivered_at IS NOT NULL), 0) AS delivered_count,
+                   coalesce(sum(sign) FILTER (WHERE opened_at IS NOT NULL), 0) AS opened_count,
+                   coalesce(sum(sign) FILTER (WHERE clicked_at IS NOT NULL), 0) AS clicked_count,
+                   coalesce(sum(sign) FILTER (WHERE bounced_at IS NOT NULL), 0) AS bounced_count,
+                   coalesce(sum(sign) FILTER (WHERE dropped_at IS NOT NULL), 0) AS dropped_count,
+                   coalesce(sum(sign) FILTER (WHERE unsubscribed_at IS NOT NULL), 0) AS unsubscribed_count,
+                   coalesce(sum(sign) FILTER (WHERE complained_at IS NOT NULL), 0) AS complained_count,
+                   coalesce(sum(sign) FILTER (WHERE converted_at IS NOT NULL), 0) AS converted_count,
+                   coalesce(sum(sign) FILTER (WHERE human_opened_at IS NOT NULL), 0) AS human_opened_count,
+                   coalesce(sum(sign) FILTER (WHERE human_clicked_at IS NOT NULL), 0) AS human_clicked_count
+            FROM changes
+            GROUP BY 1, 2, 3
+        )
+        INSERT INTO delivery_counts AS c
+        SELECT * FROM deltas
+        WHERE (recipient_count, sent_count, delivered_count, opened_count, clicked_count,
+               bounced_count, dropped_count, unsubscribed_count, complained_count,
+               converted_count, human_opened_count, human_clicked_count)
+              <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        ORDER BY 1, 2, 3
+        ON CONFLICT (account_id, delivery_id, campaign_id) DO UPDATE SET
+            recipient_count = c.recipient_count + excluded.recipient_count,
+            sent_count = c.sent_count + excluded.sent_count,
+            delivered_count = c.delivered_count + excluded.delivered_count,
+            opened_count = c.opened_count + excluded.opened_count,
+            clicked_count = c.clicked_count + excluded.clicked_count,
+            bounced_count = c.bounced_count + excluded.bounced_count,
+            dropped_count = c.dropped_count + excluded.dropped_count,
+            unsubscribed_count = c.unsubscribed_count + excluded.unsubscribed_count,
+            complained_count = c.complained_count + excluded.complained_count,
+            converted_count = c.converted_count + excluded.converted_count,
+            human_opened_count = c.human_opened_count + excluded.human_opened_count,
+            human_clicked_count = c.human_clicked_count + excluded.human_clicked_count
+    $sql$, changes)
+$$;
+
+-- After every statement that changes recipient rows (the fold's upsert, the click-burst
+-- correction, anything else): move the counts, and write the search text of new recipients and
+-- of those whose searched fields changed.
+CREATE OR REPLACE FUNCTION mailfold_recipients_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE mailfold_count_sql('SELECT 1 AS sign, * FROM new_rows');
+        INSERT INTO recipient_search AS s (account_id, delivery_id, recipient_key, search_text)
+        SELECT account_id, delivery_id, recipient_key,
+               mailfold_search_text(email, first_name, surname, client_contact_id)
+        FROM new_rows
+        ORDER BY 1, 2, 3
+        ON CONFLICT (account_id, delivery_id, recipient_key)
+            DO UPDATE SET search_text = excluded.search_text;
+    ELSIF TG_OP = 'UPDATE' THEN
+        EXECUTE mailfold_count_sql(
+            'SELECT 1 AS sign, * FROM new_rows UNION ALL SELECT -1, * FROM old_rows');
+        -- a recipient that gained its campaign leaves the NULL group, which may end up empty
+        DELETE FROM delivery_counts c
+        USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
+        WHERE c.account_id = o.account_id AND c.delivery_id = o.delivery_id
+          AND c.recipient_count = 0;
+        INSERT INTO recipient_search AS s (account_id, delivery_id, recipient_key, search_text)
+        SELECT n.account_id, n.delivery_id, n.recipient_key,
+               mailfold_search_text(n.email, n.first_name, n.surname, n.client_contact_id)
+        FROM new_rows n
+        JOIN old_rows o USING (account_id, delivery_id, recipient_key)
+        WHERE (n.email, n.first_name, n.surname, n.client_contact_id)
+              IS DISTINCT FROM (o.email, o.first_name, o.surname, o.client_contact_id)
+        ORDER BY 1, 2, 3
+        ON CONFLICT (account_id, delivery_id, recipient_key)
+            DO UPDATE SET search_text = excluded.search_text;
+    ELSE
+        EXECUTE mailfold_count_sql('SELECT -1 AS sign, * FROM old_rows');
+        DELETE FROM delivery_counts c
+        USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
+        WHERE c.account_id = o.account_id AND c.delivery_id = o.delivery_id
+          AND c.recipient_count = 0;
+        DELETE FROM recipient_search s USING old_rows o
+        WHERE s.account_id = o.account_id AND s.delivery_id = o.delivery_id
+          AND s.recipient_key = o.recipient_key;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION mailfold_recipients_truncated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE recipient_search, delivery_counts;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER recipients_inserted AFTER INSERT ON recipients
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION mailfold_recipients_changed();
+CREATE OR REPLACE TRIGGER recipients_updated AFTER UPDATE ON recipients
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION mailfold_recipients_changed();
+CREATE OR REPLACE TRIGGER recipients_deleted AFTER DELETE ON recipients
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION mailfold_recipients_changed();
+CREATE OR REPLACE TRIGGER recipients_truncated AFTER TRUNCATE ON recipients
+    FOR EACH STATEMENT EXECUTE FUNCTION mailfold_recipients_truncated();
 
 -- Dead letters re-driven by `mailfold dlq retry`: the letter stays on mailfold.dlq (Kafka's log is
 -- append-only), so whether and when it was retried is kept here, by its place on that topic.

@@ -5,8 +5,9 @@ native event name, message id, recipient, event time, URL and a trustworthy even
 events that name only a message through the events that carry both, marks click bursts as
 machine clicks (MACHINE.md e3: 3 or more distinct links within 2 seconds from one address) and
 opens and clicks too soon after a send or delivery as machine ones (2 s, or 60 s without a user
-agent), and folds with plain Python into the three things the read side shows: recipient rows,
-delivery counters per event type and link counts per URL and recipient.
+agent), and folds with plain Python into the things the read side shows: recipient rows,
+delivery counters per event type, link counts per URL and recipient, and per delivery how many
+recipients have each signal.
 
 Events are Event API objects; a provider's event can be described in the same shape with
 `source`, `native` (its own event name) and `discriminator` (what its adapter folds into the id).
@@ -77,6 +78,21 @@ RECIPIENT_FIELDS = (
     "last_event_at",
 )
 DELIVERY_FIELDS = ("event_count", "machine_count", "human_count", "hard_count", "amount")
+# delivery_counts: per delivery, how many recipients have each first time set
+SIGNAL_COUNTS = {
+    "sent_count": "sent_at",
+    "delivered_count": "delivered_at",
+    "opened_count": "opened_at",
+    "clicked_count": "clicked_at",
+    "bounced_count": "bounced_at",
+    "dropped_count": "dropped_at",
+    "unsubscribed_count": "unsubscribed_at",
+    "complained_count": "complained_at",
+    "converted_count": "converted_at",
+    "human_opened_count": "human_opened_at",
+    "human_clicked_count": "human_clicked_at",
+}
+COUNT_FIELDS = ("recipient_count", *SIGNAL_COUNTS)
 BURST = timedelta(seconds=2)
 BURST_LINKS = 3
 FAST, FAST_WITHOUT_AGENT = timedelta(seconds=2), timedelta(seconds=60)
@@ -85,17 +101,20 @@ LINK_FIELDS = ("click_count", "machine_count", "first_at")
 
 @dataclass
 class State:
-    """What the fold must have produced: recipients, delivery counters, link counts."""
+    """What the fold must have produced: recipients, delivery counters, link counts and the
+    per-delivery recipient counts."""
 
     recipients: Rows = field(default_factory=dict)
     deliveries: Rows = field(default_factory=dict)
     links: Rows = field(default_factory=dict)
+    counts: Rows = field(default_factory=dict)
 
     def tables(self) -> dict[str, Rows]:
         return {
             "recipients": self.recipients,
             "delivery_stats": self.deliveries,
             "links": self.links,
+            "delivery_counts": self.counts,
         }
 
 
@@ -269,7 +288,19 @@ def expect(events: Iterable[dict[str, Any]]) -> State:
     for row in recipients.values():
         del row["_bounce_pick"]
     state.recipients, state.deliveries, state.links = dict(recipients), dict(deliveries), links
+    state.counts = count_recipients(state.recipients)
     return state
+
+
+def count_recipients(recipients: Rows) -> Rows:
+    """Per delivery: recipients, and how many of them have each signal's first time."""
+    counts: Rows = defaultdict(lambda: dict.fromkeys(COUNT_FIELDS, 0))
+    for (delivery, _), row in recipients.items():
+        per = counts[(delivery,)]
+        per["recipient_count"] += 1
+        for name, column in SIGNAL_COUNTS.items():
+            per[name] += row[column] is not None
+    return dict(counts)
 
 
 async def observe(fetch: Fetch) -> State:
@@ -285,6 +316,10 @@ async def observe(fetch: Fetch) -> State:
     for r in await fetch("SELECT * FROM link_stats"):
         key = (r["delivery_id"], r["url"], r["recipient_key"])
         state.links[key] = {f: r[f] for f in LINK_FIELDS}
+    sums = ", ".join(f"sum({f}) AS {f}" for f in COUNT_FIELDS)
+    for r in await fetch(f"SELECT delivery_id, {sums} FROM delivery_counts GROUP BY 1"):
+        if any(r[f] for f in COUNT_FIELDS):
+            state.counts[(r["delivery_id"],)] = {f: r[f] for f in COUNT_FIELDS}
     return state
 
 

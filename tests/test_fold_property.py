@@ -18,6 +18,7 @@ from consumers.fold import fold_rows, prepare, to_row
 from service import db
 from service.events import Bounce, Conversion, EventType, Recipient
 from service.webhooks.base import RawRecord, make_event
+from tests import oracle
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
@@ -97,6 +98,22 @@ POOL = [
     # a delivery reported late, before an open already folded: the window opens backwards
     ev(EventType.OPENED, 50, "fay", seconds=40, user_agent=OUTLOOK, machine=False),
     ev(EventType.DELIVERED, 50, "fay", seconds=39),
+    # gus's only human click turns out to open a burst: gus leaves the clicked_human count
+    ev(EventType.CLICKED, 50, "gus", url="https://x.test/0", ip="40.1.1.2", machine=False),
+    *[
+        make_event(
+            RECORD,
+            native_type="clicked",
+            type=EventType.CLICKED,
+            occurred_at=T0 + timedelta(minutes=50, milliseconds=500 * i),
+            recipient=Recipient(email="gus@example.com", first_name="Gus"),
+            campaign_id="c1",
+            delivery_id="d1",
+            url=f"https://x.test/{i}",
+            ip="40.1.1.2",
+        )
+        for i in range(1, 3)
+    ],
 ]
 ROWS = [to_row(e) for e in POOL]
 TABLES = {
@@ -105,6 +122,8 @@ TABLES = {
     "link_stats": "account_id, delivery_id, url, recipient_key",
     "messages": "account_id, message_id, recipient_key",
     "events": "event_id",
+    "delivery_counts": "account_id, delivery_id, campaign_id",
+    "recipient_search": "account_id, delivery_id, recipient_key",
 }
 COLUMNS = {"events": "event_id, delivery_id, machine, machine_reason, agent_class"}
 
@@ -131,6 +150,22 @@ async def fold_in_batches(dsn: str, batches: list[list[int]]) -> dict[str, list[
         }
     finally:
         await conn.close()
+
+
+def counts_of(recipients: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """delivery_counts as the recipient rows give it (NULL campaigns sort last, as in SQL)."""
+    groups: dict[tuple[str, str, str | None], dict[str, Any]] = {}
+    for r in recipients:
+        key = (r["account_id"], r["delivery_id"], r["campaign_id"])
+        row = groups.setdefault(
+            key,
+            {"account_id": key[0], "delivery_id": key[1], "campaign_id": key[2]}
+            | dict.fromkeys(oracle.COUNT_FIELDS, 0),
+        )
+        row["recipient_count"] += 1
+        for name, column in oracle.SIGNAL_COUNTS.items():
+            row[name] += r[column] is not None
+    return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1], k[2] is None, k[2]))]
 
 
 @st.composite
@@ -163,7 +198,7 @@ def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[
     assert (dee["click_count"], dee["click_machine_count"], dee["click_human_count"]) == (4, 3, 1)
     assert dee["human_clicked_at"] == T0 + timedelta(minutes=41)
     clicks = [s for s in expected["delivery_stats"] if s["type"] == "clicked"]
-    assert sum(s["machine_count"] for s in clicks) == 7  # ann's flagged click, two bursts
+    assert sum(s["machine_count"] for s in clicks) == 10  # ann's flagged click, three bursts
     eve = next(r for r in expected["recipients"] if r["recipient_key"] == "eve@example.com")
     assert (eve["open_count"], eve["open_human_count"], eve["open_machine_count"]) == (3, 1, 2)
     assert eve["human_opened_at"] == T0 + timedelta(minutes=2, seconds=31)
@@ -171,9 +206,17 @@ def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[
     fay = next(r for r in expected["recipients"] if r["recipient_key"] == "fay@example.com")
     assert (fay["open_machine_count"], fay["human_opened_at"]) == (1, None)
     reasons = Counter(e["machine_reason"] for e in expected["events"])
-    assert (reasons["too_fast"], reasons["click_burst"]) == (3, 6)
+    assert (reasons["too_fast"], reasons["click_burst"]) == (3, 9)
     cy = next(r for r in expected["recipients"] if r["recipient_key"] == "cy@example.com")
     assert cy["delivery_id"] == "d2" and cy["complained_at"] is not None  # attributed late
+    gus = next(r for r in expected["recipients"] if r["recipient_key"] == "gus@example.com")
+    assert gus["clicked_at"] is not None and gus["human_clicked_at"] is None
+    # the per-delivery counts are those of the rows, whatever statement changed them
+    assert expected["delivery_counts"] == counts_of(expected["recipients"])
+    d1 = next(r for r in expected["delivery_counts"] if r["delivery_id"] == "d1")
+    assert d1["clicked_count"] > d1["human_clicked_count"] > 0
+    search = {r["recipient_key"]: r["search_text"] for r in expected["recipient_search"]}
+    assert search["ann@example.com"] == "ann@example.com\nAnn"
 
 
 @settings(

@@ -286,13 +286,16 @@ FROM accounts WHERE account_id = $1;
 -- Replace an account's IP allow list (NULL: any address).
 UPDATE accounts SET allowed_ips = $2::cidr[] WHERE account_id = $1;
 
--- name: delivery_exists
--- Whether the account has the delivery under that campaign (404 otherwise). Recipients not yet
--- attributed to a campaign belong to whichever campaign the caller names.
-SELECT EXISTS (
-    SELECT 1 FROM recipients
-    WHERE account_id = $1 AND delivery_id = $3 AND (campaign_id = $2 OR campaign_id IS NULL)
-);
+-- name: delivery_scope
+-- Whether the account has the delivery under that campaign (404 otherwise; recipients not yet
+-- attributed to a campaign belong to whichever campaign the caller names), and whether every
+-- recipient of the delivery is under that campaign or none (the campaign condition then holds
+-- for all and can be left out).
+SELECT coalesce(sum(recipient_count) FILTER (WHERE campaign_id = $2 OR campaign_id IS NULL), 0)
+           > 0 AS found,
+       coalesce(bool_and(campaign_id = $2 OR campaign_id IS NULL), true) AS only
+FROM delivery_counts
+WHERE account_id = $1 AND delivery_id = $3;
 
 -- name: get_provider_credentials
 -- One account's options and active secrets for one provider.

@@ -342,8 +342,10 @@ CREATE INDEX IF NOT EXISTS recipients_ab_version_idx
 CREATE INDEX IF NOT EXISTS recipients_undelivered_idx
     ON recipients (account_id, delivery_id, recipient_key)
     WHERE dropped_at IS NOT NULL OR bounced_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS recipients_opened_at_desc_idx
-    ON recipients (account_id, delivery_id, opened_at DESC NULLS LAST, recipient_key);
+-- `sort=-openedAt,surname` (seed 000's example) in the index's own order.
+CREATE INDEX IF NOT EXISTS recipients_opened_at_surname_idx
+    ON recipients (account_id, delivery_id, opened_at DESC NULLS LAST, surname, recipient_key);
+DROP INDEX IF EXISTS recipients_opened_at_desc_idx;
 
 -- Recipient search (`q`) apart from the recipient rows, so a fold update never touches the
 -- trigram index: one row per recipient, rewritten only when its text changes.

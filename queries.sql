@@ -33,11 +33,17 @@ batch_map AS (
     WHERE message_id IS NOT NULL AND delivery_id IS NOT NULL
     ORDER BY account_id, message_id, recipient_key, delivery_id
 ),
+-- New rows are plain inserts after a probe (OFFSET 0 keeps the probe per row): ON CONFLICT
+-- would write a confirmation record per row. A fold committing the same rows meanwhile makes
+-- this fail with a unique violation, and the fold tries the batch again.
 remember AS (
     INSERT INTO messages (account_id, message_id, recipient_key, campaign_id, delivery_id)
-    SELECT account_id, message_id, recipient_key, campaign_id, delivery_id FROM batch_map
+    SELECT account_id, message_id, recipient_key, campaign_id, delivery_id FROM batch_map b
+    WHERE NOT EXISTS (
+        SELECT 1 FROM messages m
+        WHERE m.account_id = b.account_id AND m.message_id = b.message_id
+          AND m.recipient_key = b.recipient_key OFFSET 0)
     ORDER BY account_id, message_id, recipient_key
-    ON CONFLICT DO NOTHING
 ),
 -- fill in the delivery of events that came without one
 resolved AS (
@@ -69,8 +75,10 @@ inserted AS (
                         bounce_reason, url, ip, user_agent, machine, machine_reason, agent_class,
                         ab_version, amount, currency, name, payload, provider_event_id,
                         received_at)
-    SELECT * FROM resolved
-    ON CONFLICT DO NOTHING
+    SELECT * FROM resolved r
+    WHERE NOT EXISTS (
+        SELECT 1 FROM events e
+        WHERE e.event_id = r.event_id AND e.occurred_at = r.occurred_at OFFSET 0)
     RETURNING event_id, occurred_at, account_id, source, type, native_type, campaign_id,
               delivery_id, message_id, recipient_key, email, contact_id, client_contact_id,
               first_name, surname, bounce_class, bounce_code, bounce_reason, url, ip, user_agent,

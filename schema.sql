@@ -102,8 +102,10 @@ BEGIN
 END $$;
 CREATE TABLE IF NOT EXISTS events_default PARTITION OF events DEFAULT;
 
-CREATE INDEX IF NOT EXISTS events_recipient_idx
-    ON events (account_id, delivery_id, recipient_key, occurred_at);
+-- One recipient's events in one delivery (timelines, the whole-set rules) are found through
+-- events_contact_idx below: a contact's events across all its deliveries are few, and one index
+-- entry fewer per event is about 140 bytes of WAL less.
+DROP INDEX IF EXISTS events_recipient_idx;
 CREATE INDEX IF NOT EXISTS events_pending_idx
     ON events (account_id, message_id) WHERE delivery_id IS NULL;
 
@@ -178,6 +180,8 @@ CREATE INDEX IF NOT EXISTS recipients_clicked_idx
     ON recipients (account_id, delivery_id, recipient_key) WHERE clicked_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS recipients_bounced_idx
     ON recipients (account_id, delivery_id, recipient_key) WHERE bounced_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_dropped_idx
+    ON recipients (account_id, delivery_id, recipient_key) WHERE dropped_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS recipients_unsubscribed_idx
     ON recipients (account_id, delivery_id, recipient_key) WHERE unsubscribed_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS recipients_complained_idx
@@ -333,6 +337,7 @@ CREATE INDEX IF NOT EXISTS events_feed_idx
 CREATE INDEX IF NOT EXISTS events_occurred_at_idx ON events (account_id, occurred_at);
 CREATE INDEX IF NOT EXISTS events_campaign_idx ON events (account_id, campaign_id, occurred_at);
 CREATE INDEX IF NOT EXISTS events_delivery_idx ON events (account_id, delivery_id, occurred_at);
+-- (also one recipient's events in one delivery, filtered by delivery)
 CREATE INDEX IF NOT EXISTS events_contact_idx ON events (account_id, recipient_key, occurred_at);
 
 -- Recipient lists: version filter, the undelivered list, and the latest-opens-first order.
@@ -437,13 +442,12 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         EXECUTE mailfold_count_sql('SELECT 1 AS sign, * FROM new_rows');
-        INSERT INTO recipient_search AS s (account_id, delivery_id, recipient_key, search_text)
+        -- a plain insert: a recipient row is new once, and its deletion takes this row along
+        INSERT INTO recipient_search (account_id, delivery_id, recipient_key, search_text)
         SELECT account_id, delivery_id, recipient_key,
                mailfold_search_text(email, first_name, surname, client_contact_id)
         FROM new_rows
-        ORDER BY 1, 2, 3
-        ON CONFLICT (account_id, delivery_id, recipient_key)
-            DO UPDATE SET search_text = excluded.search_text;
+        ORDER BY 1, 2, 3;
     ELSIF TG_OP = 'UPDATE' THEN
         EXECUTE mailfold_count_sql(
             'SELECT 1 AS sign, * FROM new_rows UNION ALL SELECT -1, * FROM old_rows');

@@ -71,6 +71,7 @@ RETRYABLE = (
     asyncpg.InterfaceError,
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
+    asyncpg.UniqueViolationError,  # another fold committed some of the same events meanwhile
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.InternalClientError,  # a connection left mid-statement

@@ -29,7 +29,7 @@ bounced_at, ab_version, mailfold_status(status_rank) AS status"""
 UNDELIVERED_COLUMNS = """contact_id, client_contact_id, first_name, surname, email, dropped_at,
 bounced_at, bounce_class, bounce_code, bounce_reason, first_drop.code AS drop_code,
 first_drop.reason AS drop_reason"""
-# the first drop event's details (events_recipient_idx)
+# the first drop event's details (events_contact_idx)
 FIRST_DROP = """LEFT JOIN LATERAL (
     SELECT e.bounce_code AS code, e.bounce_reason AS reason FROM events e
     WHERE e.account_id = r.account_id AND e.delivery_id = r.delivery_id

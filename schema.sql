@@ -440,7 +440,11 @@ $$;
 CREATE OR REPLACE FUNCTION mailfold_recipients_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- statements that changed nothing (most runs of the fold's corrections) cost nothing here
     IF TG_OP = 'INSERT' THEN
+        IF NOT EXISTS (SELECT FROM new_rows) THEN
+            RETURN NULL;
+        END IF;
         EXECUTE mailfold_count_sql('SELECT 1 AS sign, * FROM new_rows');
         -- a plain insert: a recipient row is new once, and its deletion takes this row along
         INSERT INTO recipient_search (account_id, delivery_id, recipient_key, search_text)
@@ -449,6 +453,9 @@ BEGIN
         FROM new_rows
         ORDER BY 1, 2, 3;
     ELSIF TG_OP = 'UPDATE' THEN
+        IF NOT EXISTS (SELECT FROM old_rows) THEN
+            RETURN NULL;
+        END IF;
         EXECUTE mailfold_count_sql(
             'SELECT 1 AS sign, * FROM new_rows UNION ALL SELECT -1, * FROM old_rows');
         -- a recipient that gained its campaign leaves the NULL group, which may end up empty
@@ -467,6 +474,9 @@ BEGIN
         ON CONFLICT (account_id, delivery_id, recipient_key)
             DO UPDATE SET search_text = excluded.search_text;
     ELSE
+        IF NOT EXISTS (SELECT FROM old_rows) THEN
+            RETURN NULL;
+        END IF;
         EXECUTE mailfold_count_sql('SELECT -1 AS sign, * FROM old_rows');
         DELETE FROM delivery_counts c
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o

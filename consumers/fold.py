@@ -4,7 +4,6 @@ Each batch is copied into a staging table, new events enter the ledger (a duplic
 there), pending events whose message is now known are attributed, everything new is folded into
 recipients, delivery and link counters, and the consumed offsets are stored, all in one
 transaction. On start and on every rebalance the consumer seeks to the offsets stored here.
-While a batch's SQL runs, the next batch is read and decoded (it is folded next, or abandoned).
 On SIGTERM the batch in hand commits, or, if it is waiting for PostgreSQL or the broker, is
 abandoned whole and read again on the next start.
 """
@@ -64,7 +63,6 @@ COLUMNS = (
 )
 SWEEP_EVERY_S = 2.0
 LAG_EVERY_S = 5.0
-DECODE_CHUNK = 250  # records decoded between turns of the event loop (a fold in flight goes on)
 STAGE = "fold"
 # Errors after which the same batch is simply tried again on a fresh connection.
 RETRYABLE = (
@@ -302,46 +300,14 @@ class Fold:
                 out.corrections.append(row)
         return out
 
-    async def decode_soon(self, records: list[kafka.Record]) -> Decoded:
-        """decode_batch in chunks, so a fold in flight sends its next statement between them."""
-        out = Decoded([], [], [])
-        for i in range(0, len(records), DECODE_CHUNK):
-            part = self.decode_batch(records[i : i + DECODE_CHUNK])
-            out.rows += part.rows
-            out.corrections += part.corrections
-            out.poison += part.poison
-            await asyncio.sleep(0)
-        return out
-
-    async def fold_ahead(
-        self, records: list[kafka.Record], batch: Decoded | None, stop: asyncio.Event
-    ) -> tuple[list[kafka.Record], Decoded] | None:
-        """Fold a batch; while its SQL runs, read and decode the batch after it (returned, not
-        folded: it is the next batch in hand, abandoned whole if the fold stops)."""
-        folding = asyncio.ensure_future(self.fold_batch(records, stop, batch))
-        try:
-            following = await self.consumer.batch(timeout_ms=0)
-            decoded = await self.decode_soon(following) if following else None
-        finally:
-            await folding
-        if not following or decoded is None:
-            return None
-        metrics.CONSUMED.inc(
-            len(following), group=self.settings.fold_group, topic=following[0].topic
-        )
-        return following, decoded
-
-    async def fold_batch(
-        self, records: list[kafka.Record], stop: asyncio.Event, batch: Decoded | None = None
-    ) -> None:
+    async def fold_batch(self, records: list[kafka.Record], stop: asyncio.Event) -> None:
         """Fold a batch as one transaction; a record the database refuses goes to the DLQ.
 
         Raises Abandoned, with nothing committed, when `stop` is set while the batch waits for
         the database or the broker; the batch is read again on the next start.
         """
         self.stop = stop
-        if batch is None:
-            batch = self.decode_batch(records)
+        batch = self.decode_batch(records)
         if batch.poison:
             await self.set_aside(batch.poison)
         try:
@@ -449,20 +415,14 @@ class Fold:
             await self.close()
             return
         last_sweep = last_lag = time.monotonic()
-        ahead: tuple[list[kafka.Record], Decoded] | None = None
         try:
             while not stop.is_set():
-                batch: Decoded | None = None
-                if ahead is None:
-                    records = await self.consumer.batch(timeout_ms=self.settings.fold_batch_wait_ms)
-                    if records:
-                        metrics.CONSUMED.inc(
-                            len(records), group=self.settings.fold_group, topic=records[0].topic
-                        )
-                else:
-                    (records, batch), ahead = ahead, None
+                records = await self.consumer.batch(timeout_ms=self.settings.fold_batch_wait_ms)
                 if records:
-                    ahead = await self.fold_ahead(records, batch, stop)
+                    metrics.CONSUMED.inc(
+                        len(records), group=self.settings.fold_group, topic=records[0].topic
+                    )
+                    await self.fold_batch(records, stop)
                 elif time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     await self.sweep()
                     last_sweep = time.monotonic()

@@ -144,8 +144,7 @@ async def retries(settings: Settings) -> dict[str, tuple[int, str]]:
     finally:
         await conn.close()
     return {
-        f"{r['partition']}:{r['offset']}": (r["retries"], r["retried_at"].isoformat())
-        for r in rows
+        f"{r['partition']}:{r['offset']}": (r["retries"], r["retried_at"].isoformat()) for r in rows
     }
 
 

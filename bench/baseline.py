@@ -7,7 +7,6 @@ served exactly as `mailfold serve` serves the real app (uvicorn, one worker, sam
 from __future__ import annotations
 
 import argparse
-import uuid
 
 import orjson
 import uvicorn
@@ -16,11 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.http import new_request_id
+from service.server import HTTP, LOOP
+
 
 async def webhook(request: Request) -> Response:
     """Read and parse the body, answer as the real endpoint does (no verify, no produce)."""
     orjson.loads(await request.body())
-    body = orjson.dumps({"accepted": True, "request_id": uuid.uuid4().hex})
+    body = orjson.dumps({"accepted": True, "request_id": new_request_id()})
     return Response(body, 200, media_type="application/json")
 
 
@@ -47,7 +49,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="bench.baseline")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(
+        create_app(), host="127.0.0.1", port=args.port, log_level="warning", loop=LOOP, http=HTTP
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import random
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,6 +14,8 @@ from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.app import Service
+
+_ids = random.Random()
 
 
 def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -49,9 +51,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def new_request_id() -> str:
+    """32 random hex digits. A trace id, not a secret: Mersenne Twister (seeded from the OS at
+    start) costs a tenth of uuid4, which makes a system call per id."""
+    return f"{_ids.getrandbits(128):032x}"
+
+
 def request_id(request: Request) -> str:
     given = request.headers.get("x-request-id", "")
-    return given if 0 < len(given) <= 128 else uuid.uuid4().hex
+    return given if 0 < len(given) <= 128 else new_request_id()
 
 
 def service_of(request: Request) -> Service:

@@ -262,12 +262,13 @@ def create_app(
             await service.stop()
 
     app = Starlette(
+        # Routes are tried in order: ingest, the hot path, first.
         routes=[
+            Route("/v1/events", post_events, methods=["POST"]),
+            Route("/webhooks/{provider}/{account}", webhook, methods=["POST", "GET", "HEAD"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
-            Route("/v1/events", post_events, methods=["POST"]),
-            Route("/webhooks/{provider}/{account}", webhook, methods=["POST", "GET", "HEAD"]),
             *READ_ROUTES,
         ],
         lifespan=lifespan,

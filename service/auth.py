@@ -42,9 +42,7 @@ def _derive(secret_key: str, purpose: bytes) -> bytes:
 
 
 def hash_secret(secret_key: str, secret: str) -> bytes:
-    return hmac.new(
-        _derive(secret_key, b"account-secret"), secret.encode(), hashlib.sha256
-    ).digest()
+    return hmac.digest(_derive(secret_key, b"account-secret"), secret.encode(), "sha256")
 
 
 def encrypt(secret_key: str, plaintext: str, context: str) -> bytes:
@@ -129,6 +127,9 @@ class Authenticator:
     def __init__(self, pool: asyncpg.Pool[Any], secret_key: str) -> None:
         self._pool = pool
         self._secret_key = secret_key
+        # hash_secret's key, derived once: every request hashes the secret it was given.
+        self._hash_key = _derive(secret_key, b"account-secret")
+        self._unknown = hash_secret(secret_key, "no-such-login")
         self._cache: dict[str, tuple[float, Any]] = {}
 
     async def _lookup(self, login: str) -> Any:
@@ -147,8 +148,8 @@ class Authenticator:
         """The account id for these credentials; Rejected (401) or Forbidden (403) otherwise."""
         login, secret = _basic(authorization)
         row = await self._lookup(login)
-        expected = row["secret_hash"] if row else hash_secret(self._secret_key, "no-such-login")
-        given = hash_secret(self._secret_key, secret)
+        expected = row["secret_hash"] if row else self._unknown
+        given = hmac.digest(self._hash_key, secret.encode(), "sha256")
         if not hmac.compare_digest(given, expected) or row is None:
             raise Rejected("unknown login or wrong secret")
         if not address_allowed(remote, row["allowed_ips"]):

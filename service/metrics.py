@@ -9,6 +9,7 @@ error codes, partitions), never from request data, or the registry grows without
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
@@ -44,11 +45,18 @@ class Metric:
         self.help = help
         self.labels = tuple(labels)
         self._lock = threading.Lock()
+        self._keys: dict[tuple[tuple[str, object], ...], LabelValues] = {}
 
     def key(self, labels: Mapping[str, object]) -> LabelValues:
-        if set(labels) != set(self.labels):
-            raise ValueError(f"{self.name} takes labels {self.labels}, got {tuple(labels)}")
-        return tuple(str(labels[name]) for name in self.labels)
+        # Label values come from small closed sets (see above), so each combination is checked
+        # and converted once, then looked up: this runs several times per ingest request.
+        given = tuple(labels.items())
+        key = self._keys.get(given)
+        if key is None:
+            if set(labels) != set(self.labels):
+                raise ValueError(f"{self.name} takes labels {self.labels}, got {tuple(labels)}")
+            key = self._keys[given] = tuple(str(labels[name]) for name in self.labels)
+        return key
 
     def label_text(self, values: LabelValues, extra: str = "") -> str:
         pairs = [f'{n}="{escape(v)}"' for n, v in zip(self.labels, values, strict=True)]
@@ -144,10 +152,8 @@ class Histogram(Metric):
         key = self.key(labels)
         with self._lock:
             counts = self._counts.setdefault(key, [0] * len(self.buckets))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-                    break
+            if value <= math.inf:  # NaN is counted nowhere
+                counts[bisect.bisect_left(self.buckets, value)] += 1
             self._sums[key] = self._sums.get(key, 0.0) + value
 
     def count(self, **labels: object) -> int:

@@ -9,6 +9,7 @@ broker does not acknowledge it, abandoned whole: nothing is committed and it is 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -125,6 +126,9 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     listener = await metrics.serve(settings.metrics_port)
+    # Start-up's objects live as long as the process: out of the collector's walks (see
+    # service/server.py).
+    gc.freeze()
     try:
         await run(settings, stop)
     finally:

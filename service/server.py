@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import signal
+import socket
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -36,6 +38,13 @@ class Server(uvicorn.Server):
             http=HTTP,
         )
         return cls(config)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        # What start-up built (modules, the app, the pool, the producer: some 50,000 objects)
+        # lives as long as the process; frozen, the cyclic collector stops walking it. Otherwise
+        # each full collection stalled the loop for 20-30 ms, a few times a minute under load.
+        gc.freeze()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

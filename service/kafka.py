@@ -300,6 +300,10 @@ class Producer:
                     await ack
         except (KafkaError, TimeoutError) as exc:
             self._failed(producer, exc)
+        except AssertionError as exc:
+            # send_batch asserts that the partition is in the topic's metadata, which a broker
+            # restart can empty between our look-up and the hand-over: retried like an outage.
+            self._failed(producer, exc)
 
     async def _batches(
         self, producer: AIOKafkaProducer, items: Sequence[Output]
@@ -311,8 +315,10 @@ class Producer:
         for topic, key, value, headers in items:
             if topic not in partitions:
                 every = sorted(await producer.partitions_for(topic))
+                if not every:
+                    raise KafkaError(f"no partitions known for {topic}")
                 up = producer.client.cluster.available_partitions_for_topic(topic)
-                partitions[topic] = (every, list(up))
+                partitions[topic] = (every, list(up or ()))
             where = (topic, self._partitioner(key, *partitions[topic]))
             batch = filling.get(where)
             if batch is None:

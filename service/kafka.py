@@ -248,6 +248,10 @@ class Producer:
         # In-flight requests still end at their own timeout; then the producer is stopped.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(stopping, wait)
+        # A stop cut short never reaches its last step, closing the client's connections, and a
+        # request in flight may have opened one meanwhile: close them here.
+        with contextlib.suppress(Exception):
+            await producer.client.close()
 
     def _replace(self, broken: AIOKafkaProducer) -> None:
         """Retire a producer a send failed on; the next send starts a fresh one."""
@@ -440,6 +444,10 @@ class Consumer:
             fetch_max_bytes=4 * MAX_RECORD_BYTES,
             session_timeout_ms=10_000,
             heartbeat_interval_ms=1_000,
+            # A group formed while a restarting broker still lacked the topic's partition leaders
+            # assigns nothing, and only the next metadata refresh notices the partitions and
+            # rejoins. Refresh often (one small request), not after the default five minutes.
+            metadata_max_age_ms=5_000,
             isolation_level="read_committed",
         )
 

@@ -6,6 +6,7 @@ It is the public contract of the `mailfold.events` topic (schema: `schemas/event
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 from dataclasses import dataclass, replace
@@ -148,6 +149,10 @@ _format_utc = functools.lru_cache(maxsize=4096)(_format)
 
 def parse_time(value: str) -> datetime:
     """Read an ISO-8601 time with a zone; a zone-less time is refused (ValueError)."""
+    if value[-1:] == "Z" and value[:1].isdigit():
+        # The stream's own format (format_time): Python reads the Z as UTC, a fifth of the work.
+        with contextlib.suppress(ValueError):
+            return datetime.fromisoformat(value)
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -266,7 +271,7 @@ def decode(data: bytes) -> Event:
         machine_reason=raw.get("machine_reason"),
         agent_class=raw.get("agent_class"),
         ab_version=raw.get("ab_version"),
-        conversion=Conversion(Decimal(conversion["amount"]), conversion.get("currency"))
+        conversion=Conversion(parse_amount(conversion["amount"]), conversion.get("currency"))
         if conversion
         else None,
         name=raw.get("name"),

@@ -19,9 +19,9 @@ from bench import corpus
 from bench.context import Context, Phase
 from bench.procs import PYTHON, Process
 from bench.stats import median
-from consumers.fold import COLUMNS, fold_rows, next_offsets, prepare, to_row
+from consumers.fold import COLUMNS, fold_rows, next_offsets, prepare, row_of
 from service import db, kafka
-from service.events import decode, encode
+from service.events import encode
 from service.settings import Settings
 
 TARGET_VS_BARE = 0.80
@@ -60,7 +60,7 @@ async def read_batches(settings: Settings, total: int) -> list[Batch]:
         while seen < total:
             records = await reader.batch(1000)
             if records:
-                rows = [to_row(decode(r.value)) for r in records]
+                rows = [row_of(r.value) for r in records]
                 batches.append((rows, next_offsets(records)))
                 seen += len(records)
     finally:

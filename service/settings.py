@@ -62,6 +62,13 @@ class Settings:
                 values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
             else:
                 values[f.name] = raw
+        # The local services scripts/services starts follow MAILFOLD_KAFKA_PORT / MAILFOLD_PG_PORT;
+        # so do the defaults that point at them, unless the address itself is named.
+        if "kafka_bootstrap" not in values and env.get("MAILFOLD_KAFKA_PORT"):
+            values["kafka_bootstrap"] = f"127.0.0.1:{int(env['MAILFOLD_KAFKA_PORT'])}"
+        if "database_url" not in values and env.get("MAILFOLD_PG_PORT"):
+            port = int(env["MAILFOLD_PG_PORT"])
+            values["database_url"] = f"postgresql://mailfold@127.0.0.1:{port}/mailfold"
         settings = cls(**values)  # type: ignore[arg-type]
         if not settings.secret_key:
             path = Path(settings.secret_key_file)

@@ -3,8 +3,8 @@ and the fold (each its own process), with the lag and the freshness a marketer w
 
 1. Offer the target rate; the lag (events answered 2xx minus events the fold has stored) must
    stay bounded: its growth over the run under 5 % of the offered rate.
-2. If it does not, offer 90 % of the rate the fold kept up during step 1, to find a rate the
-   pipeline sustains.
+2. If it does not, search for the highest rate the pipeline sustains: start at 90 % of the rate
+   the fold kept up during step 1, go up after a rate that holds and down after one that does not.
 3. Freshness at half the target rate (or half the sustained rate, when lower): each batch
    carries a probe recipient, and the read API is polled until the probe shows.
 Between steps the pipeline drains, so every step starts with no lag.
@@ -265,15 +265,30 @@ async def step(
 
 
 async def search(pipe: Pipeline, phase: Phase, first: dict[str, Any], seconds: float) -> float:
-    """The highest rate found whose lag stays bounded, starting a little under what the fold
-    managed while overloaded or while draining (the larger), then 90 % of each miss."""
+    """The highest rate found whose lag stays bounded in SEARCH_STEPS tries.
+
+    The first try is a little under what the fold managed while overloaded or while draining
+    (the larger); both understate it, since the normalizer and the service still took CPU then.
+    After a rate that holds, the next try is higher (half as much again, or halfway to the
+    lowest rate that did not hold); after one that does not, 90 % of what the fold managed.
+    """
     drained = float(first["drain_rate"]) if math.isfinite(first["drain_rate"]) else 0.0
     rate: float = max(500.0, 0.9 * max(float(first["fold_rate"]), drained))
+    best: float | None = None
+    failed = float(TARGET_RATE)
     for attempt in range(1, SEARCH_STEPS + 1):
         held = await step(pipe, phase, f"sustain-{attempt}", rate, seconds)
         if held["bounded"]:
-            return rate
-        rate = max(500.0, 0.9 * held["fold_rate"])
+            best = rate
+            rate = min(rate * 1.5, (rate + failed) / 2)
+        else:
+            failed = min(failed, rate)
+            below = max(500.0, 0.9 * held["fold_rate"])
+            rate = below if best is None else max(best, (best + failed) / 2)
+        if best is not None and failed - best < 0.05 * best:
+            break  # within 5 %: near enough
+    if best is not None:
+        return best
     phase.notes.append(
         f"lag still grew after {SEARCH_STEPS} tries; the sustained figure is the fold's rate "
         "during the last one"

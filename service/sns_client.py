@@ -45,7 +45,9 @@ class SnsClient:
         self._certificates: dict[str, bytes] = {}
 
     async def fetch_certificate(self, url: str) -> bytes:
-        if not sns.is_certificate_url(url):
+        # The adapter has matched the URL to the topic's region; this is the last line before
+        # any network access, so the shape is checked again here.
+        if sns.url_home(url) is None or not sns.is_certificate_path(url):
             raise Rejected("ses: SigningCertURL is not an Amazon SNS certificate URL")
         cached = self._certificates.get(url)
         if cached is not None:
@@ -65,7 +67,7 @@ class SnsClient:
         return pem
 
     async def confirm_subscription(self, url: str) -> None:
-        if not sns.is_sns_url(url):
+        if sns.url_home(url) is None:
             raise Rejected("ses: SubscribeURL is not an Amazon SNS URL")
         try:
             await asyncio.to_thread(_get, url, self._timeout)

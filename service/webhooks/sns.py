@@ -1,8 +1,10 @@
 """Amazon SNS over HTTPS: the JSON envelope, its RSA signature and the URLs it may send us to.
 
 Docs: Amazon SNS developer guide, "Verifying the signatures of Amazon SNS messages"
-(sns-verify-signature-of-message) and "Amazon SNS message and JSON formats"
-(sns-message-and-json-formats); SignatureVersion 2 (SHA256) as set with SetTopicAttributes.
+(sns-verify-signature-of-message), "Amazon SNS message and JSON formats"
+(sns-message-and-json-formats), "Amazon SNS message delivery retries"
+(https://docs.aws.amazon.com/sns/latest/dg/sns-message-delivery-retries.html);
+SignatureVersion 2 (SHA256) as set with SetTopicAttributes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import binascii
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,8 +23,27 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-# Only Amazon SNS's own regional endpoints serve signing certificates and confirmations.
-SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+# Only Amazon SNS's own regional endpoint serves a topic's signing certificates and
+# confirmations: `sns.<region>.amazonaws.com`, `.amazonaws.com.cn` in the China partition. The
+# region is spelled as AWS spells regions (us-east-1, cn-north-1, us-gov-west-1), so names that
+# are not regions (`sns.s3.amazonaws.com`, where anyone may own a bucket called `sns`) never match.
+REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}"
+SNS_HOST = re.compile(rf"sns\.({REGION})\.(amazonaws\.com(?:\.cn)?)")
+# arn:<partition>:sns:<region>:<account>:<topic> -> the domain of that partition's endpoints.
+TOPIC_ARN = re.compile(rf"arn:(aws|aws-cn|aws-us-gov):sns:({REGION}):[0-9]{{12}}:[A-Za-z0-9_.-]+")
+PARTITION_DOMAINS = {
+    "aws": "amazonaws.com",
+    "aws-cn": "amazonaws.com.cn",
+    "aws-us-gov": "amazonaws.com",
+}
+# What SNS names its signing certificates (SigningCertURL's path).
+CERTIFICATE_PATH = re.compile(r"/SimpleNotificationService-[A-Za-z0-9]+\.pem")
+
+# SNS signs a message once, when it is published, and a retry sends the same message again (same
+# MessageId, Timestamp and signature). An HTTP/S delivery policy retries for at most 3,600 s in
+# all, "a hard limit" (sns-message-delivery-retries; the default policy is 3 retries 20 s apart),
+# so a notification is admitted while its Timestamp is within that hour plus the usual tolerance.
+RETRY_SPAN = timedelta(seconds=3600)
 
 # The signed fields of each message type, already in byte order (SNS-VER step 5).
 # `Subject` is signed only when the notification has one.
@@ -57,36 +78,74 @@ def load_envelope(body: bytes) -> dict[str, Any]:
     return data
 
 
-def is_sns_url(url: str) -> bool:
-    """True for an https URL on an Amazon SNS host, with no credentials and the default port."""
+def topic_home(topic_arn: str) -> tuple[str, str] | None:
+    """(region, domain) of the SNS endpoints that serve `topic_arn`, or None for no SNS ARN."""
+    match = TOPIC_ARN.fullmatch(topic_arn)
+    return (match[2], PARTITION_DOMAINS[match[1]]) if match else None
+
+
+def url_home(url: str) -> tuple[str, str] | None:
+    """(region, domain) of an https URL on an SNS endpoint, or None for any other URL.
+
+    The authority must be the bare host (or host:443): no credentials, no other port, no
+    upper case or trailing dot, and the URL holds no spaces, backslashes or non-ASCII that
+    parsers disagree about.
+    """
+    if not (url.isascii() and url.isprintable()) or " " in url or "\\" in url:
+        return None
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError:
-        return False
-    return (
-        parts.scheme == "https"
-        and parts.username is None
-        and parts.password is None
-        and port in (None, 443)
-        and SNS_HOST.fullmatch(parts.hostname or "") is not None
-    )
+        return None
+    host = parts.netloc.removesuffix(":443")
+    match = SNS_HOST.fullmatch(host)
+    if parts.scheme != "https" or match is None:
+        return None
+    return match[1], match[2]
 
 
-def is_certificate_url(url: str) -> bool:
-    """A `SigningCertURL` we may fetch: an SNS host and a `.pem` path, nothing else."""
+def is_sns_url(url: str, topic_arn: str) -> bool:
+    """True for an https URL on the SNS endpoint of `topic_arn`'s own partition and region."""
+    home = url_home(url)
+    return home is not None and home == topic_home(topic_arn)
+
+
+def is_certificate_path(url: str) -> bool:
+    """The path of an SNS signing certificate, with no query or fragment."""
     parts = urlsplit(url)
-    return (
-        is_sns_url(url) and parts.path.endswith(".pem") and not parts.query and not parts.fragment
-    )
+    return bool(CERTIFICATE_PATH.fullmatch(parts.path)) and not parts.query and not parts.fragment
+
+
+def is_certificate_url(url: str, topic_arn: str) -> bool:
+    """A `SigningCertURL` we may fetch: a certificate at the topic's own SNS endpoint."""
+    return is_sns_url(url, topic_arn) and is_certificate_path(url)
 
 
 def is_confirmation_url(url: str, topic_arn: str) -> bool:
     """A `SubscribeURL` that confirms a subscription to `topic_arn` at SNS and does nothing else."""
-    if not is_sns_url(url):
+    if not is_sns_url(url, topic_arn):
         return False
-    query = parse_qs(urlsplit(url).query)
-    return query.get("Action") == ["ConfirmSubscription"] and query.get("TopicArn") == [topic_arn]
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    return (
+        parts.path in ("", "/")
+        and not parts.fragment
+        and query.get("Action") == ["ConfirmSubscription"]
+        and query.get("TopicArn") == [topic_arn]
+    )
+
+
+def check_timestamp(envelope: Mapping[str, Any], now: datetime, tolerance: timedelta) -> None:
+    """Raise EnvelopeError unless the signed `Timestamp` is one SNS could still be delivering."""
+    value = envelope.get("Timestamp")
+    try:
+        sent = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        sent = None
+    if sent is None or sent.tzinfo is None:
+        raise EnvelopeError("Timestamp is missing or not an ISO-8601 UTC time")
+    if not now - RETRY_SPAN - tolerance <= sent <= now + tolerance:
+        raise EnvelopeError("Timestamp is outside the window of SNS's retries")
 
 
 def string_to_sign(envelope: Mapping[str, Any]) -> bytes:
@@ -115,9 +174,11 @@ async def verify_signature(
     digest = DIGESTS.get(version) if isinstance(version, str) else None
     if digest is None:
         raise EnvelopeError(f"unsupported SignatureVersion {version!r}")
-    url = envelope.get("SigningCertURL")
-    if not isinstance(url, str) or not is_certificate_url(url):
-        raise EnvelopeError("SigningCertURL is not an Amazon SNS certificate URL")
+    url, topic_arn = envelope.get("SigningCertURL"), envelope.get("TopicArn")
+    if not isinstance(url, str) or not isinstance(topic_arn, str):
+        raise EnvelopeError("SigningCertURL or TopicArn is missing")
+    if not is_certificate_url(url, topic_arn):
+        raise EnvelopeError("SigningCertURL is not a certificate of the topic's SNS endpoint")
     signature = _decode_signature(envelope.get("Signature"))
     signed = string_to_sign(envelope)
     public_key = _public_key(await fetch_certificate(url), now)

@@ -126,7 +126,9 @@ class FakeSns:
 class SesSigner:
     name = "ses"
     content_type = "text/plain; charset=UTF-8"
-    has_timestamp = False  # SNS signs its Timestamp but documents no window; retries last ≤ 1 h
+    # SNS's Timestamp window spans its hour of retries (test_ses), more than the contract's
+    # one stale hour.
+    has_timestamp = False
     signs_body = True
 
     def __init__(self) -> None:

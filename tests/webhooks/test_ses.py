@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import urllib.request
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.errors import ParseError, Rejected, Unavailable
 from service.events import Event, EventType, to_dict
+from service.sns_client import SnsClient
 from service.webhooks import ses, sns
 from service.webhooks.base import Context, Credentials, MetadataKeys, RawRecord, WebhookRequest
 from tests.webhooks.contract_ses import (
@@ -71,8 +78,15 @@ def fake_sns() -> FakeSns:
     return FakeSns({CERT_URL: SIGNER.certificate})
 
 
+def sns_time(at: datetime) -> str:
+    """A time as SNS writes `Timestamp`: ISO-8601, milliseconds, `Z`."""
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def notification(**changes: Any) -> dict[str, Any]:
-    return load("event_bounce") | {"TopicArn": TOPIC_ARN} | changes
+    """The bounce fixture, published on the pinned topic a moment before NOW."""
+    published = {"TopicArn": TOPIC_ARN, "Timestamp": sns_time(NOW - timedelta(seconds=2))}
+    return load("event_bounce") | published | changes
 
 
 def confirmation(kind: str = "SubscriptionConfirmation", **changes: Any) -> dict[str, Any]:
@@ -353,14 +367,150 @@ async def test_certificate_from_foreign_host_is_refused_without_fetch(cert_url: 
     assert fake.fetched == []
 
 
-def test_certificate_urls_of_every_sns_partition_are_accepted() -> None:
-    assert sns.is_certificate_url(CERT_URL)
-    assert sns.is_certificate_url(
-        "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-a.pem"
+@pytest.mark.parametrize(
+    ("topic_arn", "host"),
+    [
+        (TOPIC_ARN, "sns.us-east-1.amazonaws.com"),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:t", "sns.cn-north-1.amazonaws.com.cn"),
+        ("arn:aws:sns:us-gov-west-1:123456789012:t", "sns.us-gov-west-1.amazonaws.com"),
+        ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:t", "sns.us-gov-west-1.amazonaws.com"),
+        ("arn:aws:sns:eu-central-2:123456789012:t.fifo", "sns.eu-central-2.amazonaws.com:443"),
+    ],
+)
+def test_certificate_urls_of_every_sns_partition_are_accepted(topic_arn: str, host: str) -> None:
+    assert sns.is_certificate_url(f"https://{host}/SimpleNotificationService-a1.pem", topic_arn)
+
+
+@pytest.mark.parametrize(
+    ("topic_arn", "url"),
+    [
+        # A bucket called `sns` on S3's endpoint is anyone's to own.
+        (TOPIC_ARN, "https://sns.s3.amazonaws.com/SimpleNotificationService-a.pem"),
+        (TOPIC_ARN, "https://sns.amazonaws.com/SimpleNotificationService-a.pem"),
+        (TOPIC_ARN, "https://sns.us-west-2.amazonaws.com/SimpleNotificationService-a.pem"),
+        (TOPIC_ARN, "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-a.pem"),
+        (TOPIC_ARN, "https://SNS.us-east-1.amazonaws.com/SimpleNotificationService-a.pem"),
+        (TOPIC_ARN, "https://sns.us-east-1.amazonaws.com./SimpleNotificationService-a.pem"),
+        (TOPIC_ARN, "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem#x"),
+        (TOPIC_ARN, "https://sns.us-east-1.amazonaws.com/x/SimpleNotificationService-a.pem"),
+        (TOPIC_ARN, "https://sns.us-east-1.amazonaws.com\\@evil.example/S-a.pem"),
+        ("arn:aws-cn:sns:cn-north-1:123456789012:t",
+         "https://sns.cn-north-1.amazonaws.com/SimpleNotificationService-a.pem"),
+        ("arn:aws:sns:us-east-1:123456789012:t",
+         "https://sns.us-east-1.amazonaws.com.cn/SimpleNotificationService-a.pem"),
+        ("arn:aws:s3:::sns", "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem"),
+        ("not an arn", "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem"),
+    ],
+)  # fmt: skip
+def test_certificate_url_off_the_topics_own_endpoint_is_refused(topic_arn: str, url: str) -> None:
+    assert not sns.is_certificate_url(url, topic_arn)
+
+
+async def test_certificate_of_another_region_is_refused_without_fetch() -> None:
+    other = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-a.pem"
+    fake = FakeSns({other: SIGNER.certificate})
+    with pytest.raises(Rejected, match="SigningCertURL"):
+        await ses.verify(signed(notification(), cert_url=other), CREDENTIALS, fake.context(NOW))
+    assert fake.fetched == []
+
+
+async def test_sns_client_never_fetches_off_an_sns_endpoint(tmp_path: Path) -> None:
+    client = SnsClient(str(tmp_path))
+    (tmp_path / "SimpleNotificationService-a.pem").write_bytes(SIGNER.certificate)
+    with pytest.raises(Rejected):
+        await client.fetch_certificate(
+            "https://sns.s3.amazonaws.com/SimpleNotificationService-a.pem"
+        )
+    with pytest.raises(Rejected):
+        await client.confirm_subscription(
+            "https://sns.s3.amazonaws.com/?Action=ConfirmSubscription"
+        )
+    good = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem"
+    assert await client.fetch_certificate(good) == SIGNER.certificate
+
+
+# Pieces of URLs that parsers are known to read differently, around the one genuine shape.
+SCHEMES = st.sampled_from(["https://", "http://", "HTTPS://", "https:/", "https:///", "//", ""])
+USERINFO = st.sampled_from(["", "user@", ":@", "@", "sns.us-east-1.amazonaws.com@", "a:b@"])
+HOSTS = st.sampled_from([
+    "sns.us-east-1.amazonaws.com", "sns.us-east-1.amazonaws.com.", "SNS.US-EAST-1.AMAZONAWS.COM",
+    "sns.s3.amazonaws.com", "sns.us-east-1.amazonaws.com.evil.example", "evil.example",
+    "sns.us-east-1.amazonaws.com\\.evil.example", "sns.us-east-1.amazonaws.com%2eevil.example",
+    "[::1]", "127.0.0.1", "sns.us-east-1.amazonaws.co", "sns.us-east-1.amazonaws.com.cn",
+    "sns.us-west-2.amazonaws.com", "sns..amazonaws.com", "xn--sns-.us-east-1.amazonaws.com",
+    "sns.us-east-1.amazonaws.com\x00", "sns.us-east-1.amazonaws.com\u3002evil.example",
+])  # fmt: skip
+PORTS = st.sampled_from(["", ":443", ":8443", ":", ":0443", ":443:443", ":80"])
+PATHS = st.sampled_from([
+    "/SimpleNotificationService-abc.pem", "/SimpleNotificationService-abc.pem?x=1",
+    "/SimpleNotificationService-abc.pem#f", "//evil.example/SimpleNotificationService-a.pem",
+    "/../SimpleNotificationService-a.pem", "/SimpleNotificationService-a.pem/..", "",
+    "/%53impleNotificationService-a.pem", "\\evil.example/SimpleNotificationService-a.pem",
+    " /SimpleNotificationService-a.pem", "/SimpleNotificationService-a.pem\n",
+])  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.builds(lambda *p: "".join(p), SCHEMES, USERINFO, HOSTS, PORTS, PATHS),
+        st.text(max_size=80),
     )
-    assert sns.is_certificate_url(
-        "https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-a.pem"
-    )
+)
+def test_every_accepted_certificate_url_leads_to_the_topics_sns_endpoint(url: str) -> None:
+    """A hostile SigningCertURL: whatever is accepted, a client fetching it (urllib, as the
+    service does, and httpx as a second reader) goes to the topic's endpoint over https, with
+    no credentials, to a certificate's path."""
+    if not sns.is_certificate_url(url, TOPIC_ARN):
+        return
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.hostname, parts.port in (None, 443)) == (
+        "https", "sns.us-east-1.amazonaws.com", True)  # fmt: skip
+    assert parts.username is None and parts.password is None and not parts.query
+    assert urllib.request.Request(url).host in ("sns.us-east-1.amazonaws.com",
+                                                "sns.us-east-1.amazonaws.com:443")  # fmt: skip
+    second = httpx.URL(url)
+    assert (second.scheme, second.host, second.userinfo) == (
+        "https", "sns.us-east-1.amazonaws.com", b"")  # fmt: skip
+    assert second.path.startswith("/SimpleNotificationService-") and second.path.endswith(".pem")
+
+
+@pytest.mark.parametrize("age", [timedelta(0), timedelta(minutes=20), timedelta(seconds=3600)])
+async def test_notification_sns_may_still_be_retrying_is_accepted(age: timedelta) -> None:
+    envelope = notification(Timestamp=sns_time(NOW - age))
+    await ses.verify(signed(envelope), CREDENTIALS, fake_sns().context(NOW))
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [
+        sns_time(NOW - timedelta(seconds=3600) - timedelta(minutes=5, seconds=1)),
+        sns_time(NOW + timedelta(minutes=5, seconds=1)),
+        "2016-01-27T14:59:39.100Z",
+        "2024-05-01T11:59:00",  # no zone
+        "yesterday",
+        None,
+    ],
+)
+async def test_notification_outside_the_window_of_sns_retries_is_refused(
+    timestamp: str | None,
+) -> None:
+    fake = fake_sns()
+    envelope = notification(Timestamp=timestamp)
+    with pytest.raises(Rejected, match="Timestamp"):
+        await ses.verify(signed(envelope), CREDENTIALS, fake.context(NOW))
+    assert fake.fetched == []
+
+
+async def test_notification_window_widens_with_the_services_tolerance() -> None:
+    envelope = notification(Timestamp=sns_time(NOW - timedelta(hours=2)))
+    context = replace(fake_sns().context(NOW), replay_window=timedelta(hours=1, seconds=1))
+    await ses.verify(signed(envelope), CREDENTIALS, context)
+
+
+async def test_confirmations_are_not_held_to_the_window() -> None:
+    """Replaying one only repeats an idempotent confirmation at SNS (the example is from 2012)."""
+    await ses.verify(signed(confirmation()), CREDENTIALS, fake_sns().context(NOW))
 
 
 async def test_topic_not_pinned_is_refused() -> None:
@@ -417,6 +567,9 @@ async def test_signed_subscription_confirmation_verifies_and_is_confirmed_at_sns
         "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&TopicArn=" + TOPIC_ARN,
         "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn="
         + OTHER_TOPIC_ARN,
+        "https://sns.s3.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC_ARN,
+        "https://sns.us-west-2.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC_ARN,
+        "https://sns.us-east-1.amazonaws.com/x?Action=ConfirmSubscription&TopicArn=" + TOPIC_ARN,
     ],
 )
 async def test_subscribe_url_off_sns_is_never_fetched(subscribe_url: str) -> None:

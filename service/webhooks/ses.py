@@ -56,16 +56,20 @@ IGNORED_NOTIFICATIONS = frozenset({"AmazonSnsSubscriptionSucceeded"})
 
 
 async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
-    """Raise Rejected unless SNS signed the body and its TopicArn is one the account pinned.
+    """Raise Rejected unless SNS signed the body, its TopicArn is one the account pinned and a
+    notification's Timestamp is within the span of SNS's retries.
 
     A valid SNS signature only proves that AWS sent the message, not that the topic is the
-    account's, so the topic pin is what keeps other people's topics out.
+    account's, so the topic pin is what keeps other people's topics out. Confirmations carry no
+    window: replaying one only repeats an idempotent confirmation or a recorded notice.
     """
     try:
         envelope = sns.load_envelope(request.body)
         pinned = credentials.options.get("topic_arns")
         if not isinstance(pinned, list | tuple) or envelope.get("TopicArn") not in pinned:
             raise Rejected("ses: TopicArn is not pinned for this account")
+        if envelope["Type"] == "Notification":
+            sns.check_timestamp(envelope, ctx.now(), ctx.replay_window)
         if ctx.fetch_certificate is None:  # the service's setup, not the caller: SNS retries a 503
             raise Unavailable("ses: no source of SNS signing certificates is configured")
         await sns.verify_signature(envelope, ctx.fetch_certificate, ctx.now())

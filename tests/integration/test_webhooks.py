@@ -117,6 +117,7 @@ async def test_signed_sendgrid_batch_and_sns_ses_bounce_become_recipient_rows(
     body = orjson.dumps(batch)
     envelope = json.loads((FIXTURES / "ses" / "event_bounce.json").read_bytes())
     envelope["SigningCertURL"] = CERT_URL
+    envelope["Timestamp"] = datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
     message = json.loads(envelope["Message"])
     message["mail"]["tags"].update({"campaign_id": ["spring"], "delivery_id": ["d-1"]})
     envelope["Message"] = json.dumps(message)

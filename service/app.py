@@ -21,7 +21,7 @@ from starlette.routing import Route
 from service import db, events_api, kafka, metrics
 from service.auth import Authenticator
 from service.errors import BadInput, MailfoldError, NotFound, ParseError
-from service.http import error_response, json, read_body, remote_addr, request_id
+from service.http import BodyReads, error_response, json, read_body, remote_addr, request_id
 from service.ingest import Ingest, RawSink
 from service.providers import CredentialStore, metadata_keys
 from service.read import ROUTES as READ_ROUTES
@@ -38,6 +38,9 @@ class Service:
 
     def __init__(self, settings: Settings, sink: RawSink | None, context: Context | None) -> None:
         self.settings = settings
+        self.body_reads = BodyReads(
+            settings.max_body_reads, settings.body_timeout_s, settings.retry_after_s
+        )
         self.producer: kafka.Producer | None = None
         self.sink = sink
         sns_client = SnsClient(settings.sns_cert_dir)
@@ -105,7 +108,7 @@ async def post_webhook(request: Request) -> Response:
     if credentials is None:
         raise NotFound(f"no {provider} webhook is configured for account {account!r}")
     svc.ingest.check()
-    limit = adapter.max_body_bytes or svc.settings.max_webhook_body_bytes
+    limit = svc.settings.webhook_body_limit(adapter.max_body_bytes)
     body = await read_body(request, limit)
     remote = remote_addr(request, svc.settings)
     webhook = WebhookRequest(body, dict(request.headers), str(request.url), remote)

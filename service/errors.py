@@ -4,7 +4,8 @@ MailfoldError
 ├── Rejected        401  the caller is not who it claims (bad signature, credentials)
 ├── Forbidden       403  authenticated, but not from an allowed address
 ├── BadInput        400  the request names something invalid (each problem listed)
-├── TooLarge        413  the body exceeds the configured maximum
+├── TooLarge        413  the body (or its record) exceeds the configured maximum
+├── RequestTimeout  408  the body did not arrive in time: the sender may retry
 ├── NotFound        404  nothing this account owns answers to that
 └── Unavailable     503  a dependency (the broker, the database) did not answer: retry later
 ParseError              an unreadable record: sent to mailfold.dlq with the message as reason
@@ -49,6 +50,11 @@ class BadInput(MailfoldError):
 class TooLarge(MailfoldError):
     status = 413
     code = "too_large"
+
+
+class RequestTimeout(MailfoldError):
+    status = 408
+    code = "request_timeout"
 
 
 class NotFound(MailfoldError):

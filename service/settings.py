@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+
+# What a raw record carries besides its body: Mailfold's own headers (source, account, times,
+# ids, metadata keys), the request headers an adapter keeps, and the record batch's framing.
+RECORD_HEADER_BYTES = 64 * 1024
+TRUTHY = frozenset({"1", "true", "yes", "on"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +33,15 @@ class Settings:
     # Where scripts/dev keeps a generated key for local runs.
     secret_key_file: str = str(Path(__file__).resolve().parent.parent / ".mailfold" / "secret-key")
     max_body_bytes: int = 1_048_576
-    max_webhook_body_bytes: int = 4_194_304
+    # Below max_record_bytes by RECORD_HEADER_BYTES, so an accepted body always fits a record.
+    max_webhook_body_bytes: int = 4_128_768
+    # The largest raw record: the producer's max request size and the max.message.bytes of the
+    # topics ensure_topics creates (the broker's message.max.bytes, scripts/services, is 4 MiB).
+    max_record_bytes: int = 4_194_304
+    # Request bodies being read at once; one more is answered 503 + Retry-After.
+    max_body_reads: int = 64
+    # A body not read in full within this many seconds is answered 408.
+    body_timeout_s: float = 30.0
     max_events_per_post: int = 1000
     produce_timeout_s: float = 10.0
     max_in_flight: int = 2000
@@ -40,15 +54,44 @@ class Settings:
     sns_cert_dir: str = ""
     # Visit an SNS SubscribeURL (SNS hosts only) to confirm a subscription.
     sns_confirm: bool = True
-    trust_forwarded_for: bool = False
+    # Proxies (addresses or CIDR blocks, comma-separated) whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
     log_level: str = "INFO"
     # A consumer process's own /metrics listener on 127.0.0.1 (0: none).
     metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_webhook_body_bytes"):
+            self.check_body_limit(name, getattr(self, name))
+        if self.max_body_reads < 1 or self.body_timeout_s <= 0:
+            raise ValueError("max_body_reads and body_timeout_s must be positive")
+        trusted_networks(self.trusted_proxies)
+
+    def check_body_limit(self, name: str, limit: int) -> None:
+        """Raise ValueError unless a body of `limit` bytes and its headers fit one raw record."""
+        if limit + RECORD_HEADER_BYTES > self.max_record_bytes:
+            raise ValueError(
+                f"{name} ({limit}) plus {RECORD_HEADER_BYTES} bytes of record headers exceeds "
+                f"max_record_bytes ({self.max_record_bytes}); lower it or raise the record limit"
+            )
+
+    def webhook_body_limit(self, override: int | None) -> int:
+        """The body limit of a provider's webhooks: its adapter's own (SendGrid's batches are
+        big), else the service's; never more than a raw record holds."""
+        limit = override or self.max_webhook_body_bytes
+        return min(limit, self.max_record_bytes - RECORD_HEADER_BYTES)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read every field from MAILFOLD_<FIELD> (upper case); unset ones keep their default."""
         env = os.environ if environ is None else environ
+        if env.get("MAILFOLD_TRUST_FORWARDED_FOR", "").strip().lower() in TRUTHY:
+            # It believed the leftmost X-Forwarded-For entry from any caller, which anyone can
+            # write: refuse to start rather than silently judge allow lists by another address.
+            raise SystemExit(
+                "MAILFOLD_TRUST_FORWARDED_FOR is replaced by MAILFOLD_TRUSTED_PROXIES: name the "
+                "proxies (addresses or CIDR blocks) whose X-Forwarded-For is to be believed"
+            )
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(f"MAILFOLD_{f.name.upper()}")
@@ -59,7 +102,7 @@ class Settings:
             elif f.type == "float":
                 values[f.name] = float(raw)
             elif f.type == "bool":
-                values[f.name] = raw.strip().lower() in {"1", "true", "yes", "on"}
+                values[f.name] = raw.strip().lower() in TRUTHY
             else:
                 values[f.name] = raw
         # The local services scripts/services starts follow MAILFOLD_KAFKA_PORT / MAILFOLD_PG_PORT;
@@ -69,7 +112,10 @@ class Settings:
         if "database_url" not in values and env.get("MAILFOLD_PG_PORT"):
             port = int(env["MAILFOLD_PG_PORT"])
             values["database_url"] = f"postgresql://mailfold@127.0.0.1:{port}/mailfold"
-        settings = cls(**values)  # type: ignore[arg-type]
+        try:
+            settings = cls(**values)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise SystemExit(f"settings: {exc}") from exc
         if not settings.secret_key:
             path = Path(settings.secret_key_file)
             if not path.is_file():
@@ -79,3 +125,16 @@ class Settings:
                 )
             settings = replace(settings, secret_key=path.read_text().strip())
         return settings
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(spec: str) -> tuple[Network, ...]:
+    """Parse MAILFOLD_TRUSTED_PROXIES (comma-separated addresses or CIDR blocks)."""
+    try:
+        return tuple(
+            ipaddress.ip_network(p.strip(), strict=False) for p in spec.split(",") if p.strip()
+        )
+    except ValueError as exc:
+        raise ValueError(f"trusted_proxies: {exc}") from exc

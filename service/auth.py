@@ -15,8 +15,10 @@ import ipaddress
 import re
 import secrets
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -25,7 +27,10 @@ from service.db import QUERIES
 from service.errors import BadInput, Forbidden, Rejected, Unavailable
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# How long a change to an account or its provider credentials may go unnoticed.
 CACHE_SECONDS = 5.0
+# Entries a cache holds; beyond that the least recently used goes.
+CACHE_ENTRIES = 10_000
 # A database that does not answer is our outage, never the caller's fault: 503, not 500.
 DATABASE_DOWN = (
     OSError,
@@ -35,6 +40,48 @@ DATABASE_DOWN = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """At most `size` entries, each for `seconds`, the least recently used evicted first.
+
+    Callers put only what a successful look-up found, so a caller trying names or secrets at
+    random costs a query each and never fills the cache or pushes good entries out.
+    """
+
+    def __init__(
+        self,
+        size: int = CACHE_ENTRIES,
+        seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.size = size
+        self.seconds = seconds
+        self._clock = clock
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if self._clock() - hit[0] >= self.seconds:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return hit[1]
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = (self._clock(), value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def _derive(secret_key: str, purpose: bytes) -> bytes:
@@ -122,7 +169,8 @@ def address_allowed(remote: str | None, allowed: list[str] | None) -> bool:
 
 
 class Authenticator:
-    """Checks Basic `login:secret` against the accounts table, with a short in-memory cache."""
+    """Checks Basic `login:secret` against the accounts table; an account that authenticated
+    stays in a small in-memory cache for a few seconds (`TtlCache`)."""
 
     def __init__(self, pool: asyncpg.Pool[Any], secret_key: str) -> None:
         self._pool = pool
@@ -130,19 +178,16 @@ class Authenticator:
         # hash_secret's key, derived once: every request hashes the secret it was given.
         self._hash_key = _derive(secret_key, b"account-secret")
         self._unknown = hash_secret(secret_key, "no-such-login")
-        self._cache: dict[str, tuple[float, Any]] = {}
+        self.cache: TtlCache[str, Any] = TtlCache()
 
     async def _lookup(self, login: str) -> Any:
-        hit = self._cache.get(login)
-        now = time.monotonic()
-        if hit and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
+        row = self.cache.get(login)
+        if row is not None:
+            return row
         try:
-            row = await self._pool.fetchrow(QUERIES["find_account_by_login"], login)
+            return await self._pool.fetchrow(QUERIES["find_account_by_login"], login)
         except DATABASE_DOWN as exc:
             raise Unavailable("account store unavailable; retry later") from exc
-        self._cache[login] = (now, row)
-        return row
 
     async def account(self, authorization: str | None, remote: str | None) -> str:
         """The account id for these credentials; Rejected (401) or Forbidden (403) otherwise."""
@@ -152,6 +197,8 @@ class Authenticator:
         given = hmac.digest(self._hash_key, secret.encode(), "sha256")
         if not hmac.compare_digest(given, expected) or row is None:
             raise Rejected("unknown login or wrong secret")
+        # Kept only once the secret matched: an unknown login or a wrong secret is never cached.
+        self.cache.put(login, row)
         if not address_allowed(remote, row["allowed_ips"]):
             raise Forbidden(f"address {remote} is not on this account's allow list")
         return str(row["account_id"])

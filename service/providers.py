@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import asyncpg
 
-from service.auth import DATABASE_DOWN, decrypt, encrypt
+from service.auth import DATABASE_DOWN, TtlCache, decrypt, encrypt
 from service.db import QUERIES
 from service.errors import Unavailable
 from service.webhooks.base import Credentials, MetadataKeys
-
-CACHE_SECONDS = 5.0
 
 
 def _context(account: str, provider: str) -> str:
@@ -41,33 +38,33 @@ async def save(
 
 
 class CredentialStore:
-    """Loads and decrypts credentials, caching them briefly so a webhook burst costs one query."""
+    """Loads and decrypts credentials, caching them briefly so a webhook burst costs one query.
+    An account or provider with none configured is looked up afresh every time, never cached."""
 
     def __init__(self, pool: asyncpg.Pool[Any], secret_key: str) -> None:
         self._pool = pool
         self._secret_key = secret_key
-        self._cache: dict[tuple[str, str], tuple[float, Credentials | None]] = {}
+        self.cache: TtlCache[tuple[str, str], Credentials] = TtlCache()
 
     async def get(self, account: str, provider: str) -> Credentials | None:
         key = (account, provider)
-        hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit and now - hit[0] < CACHE_SECONDS:
-            return hit[1]
+        creds = self.cache.get(key)
+        if creds is not None:
+            return creds
         try:
             row = await self._pool.fetchrow(QUERIES["get_provider_credentials"], account, provider)
         except DATABASE_DOWN as exc:
             raise Unavailable("credential store unavailable; retry later") from exc
-        creds = None
-        if row is not None:
-            context = _context(account, provider)
-            creds = Credentials(
-                account=account,
-                provider=provider,
-                secrets=tuple(decrypt(self._secret_key, b, context) for b in row["secrets"]),
-                options=row["options"],
-            )
-        self._cache[key] = (now, creds)
+        if row is None:
+            return None
+        context = _context(account, provider)
+        creds = Credentials(
+            account=account,
+            provider=provider,
+            secrets=tuple(decrypt(self._secret_key, b, context) for b in row["secrets"]),
+            options=row["options"],
+        )
+        self.cache.put(key, creds)
         return creds
 
 

@@ -15,52 +15,19 @@ import contextlib
 import logging
 import signal
 import time
+import traceback
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import orjson
 
 from service import db, kafka, logs, metrics
-from service.events import SCHEMA_VERSION, Event, EventType, parse_amount, parse_time
+from service.ledger import COLUMNS, row_of, to_row  # noqa: F401 (to_row: tests)
 from service.settings import Settings
 
 log = logging.getLogger("mailfold.fold")
 
-COLUMNS = (
-    "event_id",
-    "occurred_at",
-    "account_id",
-    "source",
-    "type",
-    "native_type",
-    "campaign_id",
-    "delivery_id",
-    "message_id",
-    "recipient_key",
-    "email",
-    "contact_id",
-    "client_contact_id",
-    "first_name",
-    "surname",
-    "bounce_class",
-    "bounce_code",
-    "bounce_reason",
-    "url",
-    "ip",
-    "user_agent",
-    "machine",
-    "machine_reason",
-    "agent_class",
-    "ab_version",
-    "amount",
-    "currency",
-    "name",
-    "payload",
-    "provider_event_id",
-    "received_at",
-)
 SWEEP_EVERY_S = 2.0
 LAG_EVERY_S = 5.0
 STAGE = "fold"
@@ -77,15 +44,59 @@ RETRYABLE = (
     asyncpg.InternalClientError,  # a connection left mid-statement
     TimeoutError,
 )
+# SQLSTATE classes no record's content can cause: the database or its schema is not able to take
+# any batch right now (connection 08, read-only after a failover 25, authentication 28, missing
+# database or objects 3D/3F/42, serialization 40, resources such as disk full or too many
+# connections 53, locks 55, query_canceled and shutdowns 57, I/O 58, configuration F0, internal
+# XX). The batch waits and is retried whole; it is never split into dead letters.
+INFRASTRUCTURE = frozenset(
+    {"08", "25", "28", "3D", "3F", "40", "42", "53", "55", "57", "58", "F0", "XX"}
+)
+# A record whose failure nobody classified is tried this many times, alone, before it is parked.
+PARK_AFTER = 3
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unavailable, not that something in the batch is wrong."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return isinstance(exc, RETRYABLE) or (exc.sqlstate or "")[:2] in INFRASTRUCTURE
+    if isinstance(exc, ValueError):  # a value the client cannot encode (asyncpg's DataError too)
+        return False
+    return isinstance(exc, RETRYABLE)
+
+
+def is_content(exc: BaseException) -> bool:
+    """Whether `exc` is a record's own fault for certain: a value PostgreSQL or the driver refuses
+    (data exceptions 22, constraints 23, limits such as an oversized index entry 54)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in ("21", "22", "23", "54")
+    return isinstance(exc, ValueError | TypeError | OverflowError)
+
+
+def signature(exc: BaseException) -> str:
+    """What makes two failures "the same way": the exception's type and message."""
+    return f"{type(exc).__qualname__}: {exc}"
+
+
+class NotTheRecords(Exception):
+    """A failure that recurs without any record: the batch is retried whole after a pause."""
 
 
 @dataclass(slots=True)
 class Decoded:
-    """A batch's ledger rows, the rows of replayed events among them, and unreadable records."""
+    """A batch's readable records with their ledger rows, and the unreadable ones with why."""
 
-    rows: list[tuple[Any, ...]]
-    corrections: list[tuple[Any, ...]]
-    poison: list[tuple[kafka.Record, str]]
+    items: list[tuple[kafka.Record, tuple[Any, ...]]]
+    poison: list[tuple[kafka.Record, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        return [row for _, row in self.items]
+
+    @property
+    def corrections(self) -> list[tuple[Any, ...]]:
+        """The rows of replayed events, which may correct the ledger."""
+        return [row for rec, row in self.items if rec.headers.get(kafka.REPLAY_HEADER)]
 
 
 def next_offsets(records: list[kafka.Record]) -> dict[int, int]:
@@ -94,99 +105,6 @@ def next_offsets(records: list[kafka.Record]) -> dict[int, int]:
     for rec in records:
         offsets[rec.partition] = max(offsets.get(rec.partition, 0), rec.offset + 1)
     return offsets
-
-
-def to_row(e: Event) -> tuple[Any, ...]:
-    """One ledger row (COLUMNS order) for an event."""
-    r, b, c = e.recipient, e.bounce, e.conversion
-    return (
-        e.event_id,
-        e.occurred_at,
-        e.account,
-        e.source,
-        e.type.value,
-        e.native_type,
-        e.campaign_id,
-        e.delivery_id,
-        e.message_id,
-        r.key(),
-        r.email,
-        r.contact_id,
-        r.client_contact_id,
-        r.first_name,
-        r.surname,
-        b.bounce_class if b else None,
-        b.code if b else None,
-        b.reason if b else None,
-        e.url,
-        e.ip,
-        e.user_agent,
-        e.machine,
-        e.machine_reason,
-        e.agent_class,
-        e.ab_version,
-        c.amount if c else None,
-        c.currency if c else None,
-        e.name,
-        e.payload,
-        e.provider_event_id,
-        e.received_at,
-    )
-
-
-def row_of(data: bytes) -> tuple[Any, ...]:
-    """`to_row(decode(data))`, read straight from the record's JSON without building the Event.
-
-    Decoding was a third of the fold consumer's CPU, most of it in building frozen dataclasses
-    that live for one line; this refuses exactly what `decode` refuses (checked by
-    tests/test_fold_rows.py), and an event without a recipient besides.
-    """
-    raw = orjson.loads(data)
-    if raw.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"unsupported schema_version {raw.get('schema_version')!r}")
-    get = raw.get
-    rcpt = raw["recipient"]
-    email, contact = rcpt.get("email"), rcpt.get("contact_id")
-    client_contact = rcpt.get("client_contact_id")
-    key = email or contact or client_contact
-    if not key:
-        raise ValueError("event has no recipient (email or contact id)")
-    bounce = get("bounce")
-    conversion = get("conversion")
-    received = get("received_at")
-    return (
-        raw["event_id"],
-        parse_time(raw["occurred_at"]),
-        raw["account"],
-        raw["source"],
-        EventType(raw["type"]).value,
-        raw["native_type"],
-        get("campaign_id"),
-        get("delivery_id"),
-        get("message_id"),
-        key,
-        email,
-        contact,
-        client_contact,
-        rcpt.get("first_name"),
-        rcpt.get("surname"),
-        bounce.get("class") if bounce else None,
-        bounce.get("code") if bounce else None,
-        bounce.get("reason") if bounce else None,
-        get("url"),
-        get("ip"),
-        get("user_agent"),
-        get("machine"),
-        get("machine_reason"),
-        get("agent_class"),
-        get("ab_version"),
-        parse_amount(conversion["amount"]) if conversion else None,
-        conversion.get("currency") if conversion else None,
-        get("name"),
-        get("payload"),
-        get("provider_event_id"),
-        parse_time(received) if received else None,
-    )
 
 
 async def fold_rows(
@@ -340,61 +258,144 @@ class Fold:
         return {"topic": self.settings.events_topic, "partition": sorted(p for _, p in partitions)}
 
     def decode_batch(self, records: list[kafka.Record]) -> Decoded:
-        out = Decoded([], [], [])
+        out = Decoded([])
         for rec in records:
             try:
-                row = row_of(rec.value)
+                out.items.append((rec, row_of(rec.value)))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 out.poison.append((rec, f"undecodable event: {exc!r}"))
-                continue
-            out.rows.append(row)
-            if rec.headers.get(kafka.REPLAY_HEADER):
-                out.corrections.append(row)
         return out
 
     async def fold_batch(self, records: list[kafka.Record], stop: asyncio.Event) -> None:
-        """Fold a batch as one transaction; a record the database refuses goes to the DLQ.
+        """Fold a batch; what one record's content makes fail goes to the DLQ, the rest folds.
 
-        Raises Abandoned, with nothing committed, when `stop` is set while the batch waits for
-        the database or the broker; the batch is read again on the next start.
+        Unavailability is waited out with the batch whole. Raises Abandoned, with nothing of the
+        batch in hand committed, when `stop` is set while it waits for the database or broker.
         """
         self.stop = stop
         batch = self.decode_batch(records)
         if batch.poison:
             await self.set_aside(batch.poison)
+        delay = 0.2
+        while True:
+            try:
+                await self.fold_part(batch.items, records)
+                break
+            except NotTheRecords as exc:
+                # Folding the same batch again is safe: the ledger absorbs what is already in.
+                log.warning(
+                    "fold failing without any record's fault, retrying the batch: %r",
+                    exc.__cause__,
+                    extra=kafka.span(records),
+                )
+                self.retrying()
+                await self.drop_connection()
+                await self.pause(delay)
+                delay = min(delay * 2, 5.0)
+        metrics.PROGRESS.moving(self.settings.fold_group)
+
+    async def fold_part(
+        self, items: list[tuple[kafka.Record, tuple[Any, ...]]], records: list[kafka.Record]
+    ) -> None:
+        """Commit `items` with the offsets of `records`; when something in them is refused,
+        halve until the record is found, so the others fold and it alone is set aside."""
         try:
-            await self.commit(batch, next_offsets(records), records)
-        except asyncpg.PostgresError as exc:
-            # Not a transient failure: something in the batch is refused. Fold record by record
-            # so only the offending ones are set aside.
-            log.warning(
-                "batch refused (%r); folding it record by record", exc, extra=kafka.span(records)
+            await self.commit(Decoded(items), next_offsets(records), records)
+            return
+        except (Abandoned, NotTheRecords):
+            raise
+        except Exception as exc:
+            failure = exc
+        if len(items) <= 1:
+            await self.settle(items, records, failure)
+            return
+        log.warning(
+            "batch of %d refused (%r); halving it to find the record",
+            len(items),
+            failure,
+            extra=kafka.span(records),
+        )
+        middle = len(items) // 2
+        for half in (items[:middle], items[middle:]):
+            await self.fold_part(half, [rec for rec, _ in half])
+        # The offsets of records set aside before (unreadable ones) between the halves.
+        await self.fold_part([], records)
+
+    async def settle(
+        self,
+        items: list[tuple[kafka.Record, tuple[Any, ...]]],
+        records: list[kafka.Record],
+        failure: Exception,
+    ) -> None:
+        """One record failed alone: set it aside if the failure is its content's, else try it
+        again a few times and park it if it keeps failing the same way."""
+        if not items:
+            raise NotTheRecords from failure
+        rec = items[0][0]
+        if is_content(failure):
+            reason = f"refused by the ledger: {failure!r}"
+        else:
+            parked = await self.retry_alone(items, records, failure)
+            if parked is None:
+                return
+            reason = f"parked after {PARK_AFTER} identical failures: " + "".join(
+                traceback.format_exception(parked)
             )
-            for rec in records:
-                one = self.decode_batch([rec])
-                try:
-                    await self.commit(one, next_offsets([rec]), [rec])
-                except asyncpg.PostgresError as exc:
-                    await self.set_aside([(rec, f"refused: {exc!r}")])
-                    await self.commit(Decoded([], [], []), next_offsets([rec]), [rec])
+            metrics.PARKED.inc(stage=STAGE)
+        await self.set_aside([(rec, reason)])
+        await self.commit(Decoded([]), next_offsets(records), records)
+
+    async def retry_alone(
+        self,
+        items: list[tuple[kafka.Record, tuple[Any, ...]]],
+        records: list[kafka.Record],
+        failure: Exception,
+    ) -> Exception | None:
+        """Try one record nobody's rules blame until it folds (None) or fails the same way
+        PARK_AFTER times in a row (that failure). Raises NotTheRecords when the transaction fails
+        without the record too: then it is not the record's fault."""
+        try:
+            await self.commit(Decoded([]), {}, records)
+        except (Abandoned, NotTheRecords):
+            raise
+        except Exception as exc:
+            raise NotTheRecords from exc
+        same, attempts = 1, 1
+        while same < PARK_AFTER and attempts < 3 * PARK_AFTER:
+            await self.pause(0.1 * 2**attempts)
+            attempts += 1
+            try:
+                await self.commit(Decoded(items), next_offsets(records), records)
+                return None
+            except (Abandoned, NotTheRecords):
+                raise
+            except Exception as exc:
+                same = same + 1 if signature(exc) == signature(failure) else 1
+                failure = exc
+        return failure
+
+    def retrying(self) -> None:
+        metrics.FOLD_RETRIES.inc()
+        metrics.PROGRESS.retrying(self.settings.fold_group)
 
     async def set_aside(self, poison: list[tuple[kafka.Record, str]]) -> None:
         """Send unreadable or refused records to the dead-letter topic, waiting for the ack."""
         for rec, reason in poison:
             log.warning(
                 "dead letter: %s",
-                reason,
+                reason.splitlines()[0],
                 extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
             )
         letters = [self.dead_letter(rec, reason) for rec, reason in poison]
-        if not await self.producer.send_until_acked(letters, self.stop):
+        if not await self.producer.send_until_acked(letters, self.stop, self.settings.fold_group):
             raise Abandoned
         metrics.DEAD_LETTERS.inc(len(poison), stage=STAGE, source="events")
 
     async def commit(
         self, batch: Decoded, offsets: dict[int, int], records: list[kafka.Record]
     ) -> None:
-        """Run one fold transaction, retrying it after connection failures until it commits."""
+        """Run one fold transaction, retrying it while the database is unavailable; any other
+        failure is raised, for the caller to find the record behind it."""
         delay = 0.2
         while True:
             try:
@@ -410,16 +411,19 @@ class Fold:
                     )
                 elapsed = time.perf_counter() - started
                 break
-            except RETRYABLE as exc:
+            except Exception as exc:
+                await self.drop_connection()  # never reuse a connection a failure interrupted
+                if not is_transient(exc):
+                    raise
                 log.warning(
                     "fold transaction failed, retrying the batch: %r",
                     exc,
                     extra=kafka.span(records),
                 )
-                metrics.FOLD_RETRIES.inc()
-                await self.drop_connection()
+                self.retrying()
                 await self.pause(delay)
                 delay = min(delay * 2, 5.0)
+        metrics.PROGRESS.moving(self.settings.fold_group)
         self.folded += new
         metrics.FOLDED.inc(new)
         metrics.FOLD_BATCH_SIZE.observe(len(records))
@@ -427,9 +431,9 @@ class Fold:
         log.debug(
             "folded %d new of %d in %.1f ms",
             new,
-            len(batch.rows),
+            len(batch.items),
             elapsed * 1000,
-            extra={**kafka.span(records), "count": len(batch.rows)},
+            extra={**kafka.span(records), "count": len(batch.items)},
         )
 
     def dead_letter(

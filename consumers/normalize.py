@@ -13,11 +13,13 @@ import gc
 import logging
 import signal
 import time
+import traceback
 
 from service import kafka, logs, metrics
 from service.adapters import SOURCES, derive
 from service.errors import ParseError
 from service.events import Event, encode
+from service.ledger import check_event
 from service.raw import from_kafka
 from service.settings import Settings
 
@@ -56,22 +58,43 @@ def derive_record(rec: kafka.Record) -> list[Event]:
         raise ParseError(f"unreadable raw record: {exc!r}") from exc
 
 
+def encode_storable(settings: Settings, events: list[Event]) -> tuple[list[Output], list[str]]:
+    """The outputs of the events the ledger can store, and why each of the others cannot be."""
+    outputs: list[Output] = []
+    refused: list[str] = []
+    for index, event in enumerate(events):
+        try:
+            check_event(event)
+            outputs.append((settings.events_topic, event.key(), encode(event), []))
+        except Exception as exc:  # Unstorable, or anything the encoder refuses
+            refused.append(f"event {index} ({event.native_type!r}): {exc}")
+    return outputs, refused
+
+
 def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
-    """What one raw record becomes: its events, or one dead letter with the reason."""
+    """What one raw record becomes: its storable events, plus a dead letter with the reason when
+    it cannot be read or some of its events cannot be stored (a replay after a fix re-derives
+    the record whole; the events already folded are absorbed by their ids)."""
+    outputs: list[Output] = []
     try:
-        events = derive_record(rec)
+        outputs, refused = encode_storable(settings, derive_record(rec))
+        reason = "cannot be stored: " + "; ".join(refused) if refused else ""
     except ParseError as exc:
         reason = str(exc)
-    else:
-        metrics.NORMALIZED.inc(len(events), source=source_of(rec))
-        return [(settings.events_topic, e.key(), encode(e), []) for e in events]
+    except Exception:  # a bug nobody has found yet: one record must not stop the stream
+        reason = "normalizer failed: " + traceback.format_exc()
+        metrics.PARKED.inc(stage=STAGE)
+    if outputs:
+        metrics.NORMALIZED.inc(len(outputs), source=source_of(rec))
+    if not reason:
+        return outputs
     log.warning(
         "dead letter: %s",
-        reason,
+        reason.splitlines()[0][:500],
         extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
     )
     metrics.DEAD_LETTERS.inc(stage=STAGE, source=source_of(rec))
-    return [dead_letter(settings, rec, reason)]
+    return [*outputs, dead_letter(settings, rec, reason)]
 
 
 def next_offsets(records: list[kafka.Record]) -> dict[tuple[str, int], int]:
@@ -103,7 +126,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 continue
             metrics.CONSUMED.inc(len(records), group=group, topic=settings.raw_topic)
             outputs = [out for rec in records for out in outputs_for(settings, rec)]
-            if not await producer.send_until_acked(outputs, stop):
+            if not await producer.send_until_acked(outputs, stop, group):
                 # Stopping with the batch unacknowledged: nothing committed, it is read again.
                 log.warning("stopping; batch abandoned", extra=kafka.span(records))
                 return

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
+from service import ledger
 from service.errors import ParseError
 from service.events import (
     Bounce,
@@ -46,22 +46,26 @@ TOP_FIELDS = {
 }
 RECIPIENT_FIELDS = {"email", "contact_id", "client_contact_id", "first_name", "surname"}
 ID_FIELDS = ("id", "campaign_id", "delivery_id", "message_id", "ab_version")
-TEXT_FIELDS = ("url", "ip", "user_agent")
-MAX_TEXT = 2048
+# Field -> the ledger's limit for it (service/ledger.py), in UTF-8 bytes.
+TEXT_FIELDS = {
+    "url": ledger.MAX_URL_BYTES,
+    "ip": ledger.MAX_ID_BYTES,
+    "user_agent": ledger.MAX_TEXT_BYTES,
+}
 # What str.isspace() calls whitespace (re's \s on str patterns is the same Unicode test), in C.
 SPACE = re.compile(r"\s")
 
 Problem = dict[str, Any]
 
-
-# PostgreSQL's numeric(20, 4) and its text types: what the ledger can hold.
-MAX_AMOUNT = Decimal(10) ** 16
 EARLIEST, LATEST = 1970, 9999
+MAX_NAME = 128
 
 
-def _text(value: Any, limit: int = 256) -> bool:
-    # NUL cannot be stored in PostgreSQL text; refuse it here rather than dead-letter it later.
-    return isinstance(value, str) and 0 < len(value) <= limit and "\x00" not in value
+def _text(value: Any, limit: int = ledger.MAX_ID_BYTES) -> str | None:
+    """Why `value` is not a non-empty string the ledger can store, or None."""
+    if value == "":
+        return "must not be empty"
+    return ledger.text_problem(value, limit)
 
 
 def _check_recipient(rcpt: Any, err: Any) -> None:
@@ -70,9 +74,9 @@ def _check_recipient(rcpt: Any, err: Any) -> None:
         return
     for key in rcpt.keys() - RECIPIENT_FIELDS:
         err(f"recipient.{key}", "unknown field")
-    for key in RECIPIENT_FIELDS & rcpt.keys():
-        if rcpt[key] is not None and not _text(rcpt[key]):
-            err(f"recipient.{key}", "must be a non-empty string of at most 256 characters")
+    for key in sorted(RECIPIENT_FIELDS & rcpt.keys()):
+        if rcpt[key] is not None and (problem := _text(rcpt[key])):
+            err(f"recipient.{key}", problem)
     email = rcpt.get("email")
     if isinstance(email, str) and ("@" not in email or SPACE.search(email)):
         err("recipient.email", "is not an e-mail address")
@@ -89,20 +93,21 @@ def _check_by_type(item: dict[str, Any], kind: str, err: Any) -> None:
             err("bounce.class", "must be hard, soft or null")
         else:
             for key in ("code", "reason"):
-                if bounce.get(key) is not None and not _text(bounce[key], MAX_TEXT):
-                    err(f"bounce.{key}", f"must be a string of at most {MAX_TEXT} characters")
+                value = bounce.get(key)
+                if value is not None and (problem := _text(value, ledger.MAX_TEXT_BYTES)):
+                    err(f"bounce.{key}", problem)
     conv = item.get("conversion")
     if kind == "converted" and (not isinstance(conv, dict) or "amount" not in conv):
         err("conversion.amount", "is required for converted events")
     elif conv is not None:
         _check_conversion(conv, err)
-    if kind == "custom" and not _text(item.get("name"), 128):
-        err("name", "is required for custom events (at most 128 characters)")
-    elif item.get("name") is not None and not _text(item["name"], 128):
-        err("name", "must be a string of at most 128 characters")
+    if kind == "custom" and item.get("name") is None:
+        err("name", "is required for custom events")
+    elif item.get("name") is not None and (problem := _text(item["name"], MAX_NAME)):
+        err("name", problem)
     payload = item.get("payload")
-    if payload is not None and b"\\u0000" in orjson.dumps(payload):
-        err("payload", "must not contain NUL characters")
+    if payload is not None and (problem := ledger.payload_problem(payload)):
+        err("payload", problem)
 
 
 def _check_conversion(conv: Any, err: Any) -> None:
@@ -110,8 +115,8 @@ def _check_conversion(conv: Any, err: Any) -> None:
         err("conversion", "must be an object with amount (and currency)")
         return
     try:
-        if abs(parse_amount(conv["amount"])) >= MAX_AMOUNT:
-            err("conversion.amount", f"must be less than {MAX_AMOUNT:,} in magnitude")
+        if problem := ledger.amount_problem(parse_amount(conv["amount"])):
+            err("conversion.amount", problem)
     except ValueError as exc:
         err("conversion.amount", str(exc))
     cur = conv.get("currency")
@@ -140,11 +145,11 @@ def _check_event(item: Any, index: int, problems: list[Problem]) -> None:
     except ValueError as exc:
         err("occurred_at", str(exc) if "required" in str(exc) else f"is not a zoned time: {exc}")
     for key in ID_FIELDS:
-        if item.get(key) is not None and not _text(item[key]):
-            err(key, "must be a non-empty string of at most 256 characters")
-    for key in TEXT_FIELDS:
-        if item.get(key) is not None and not _text(item[key], MAX_TEXT):
-            err(key, f"must be a non-empty string of at most {MAX_TEXT} characters")
+        if item.get(key) is not None and (problem := _text(item[key])):
+            err(key, problem)
+    for key, limit in TEXT_FIELDS.items():
+        if item.get(key) is not None and (problem := _text(item[key], limit)):
+            err(key, problem)
     if item.get("machine") is not None and not isinstance(item["machine"], bool):
         err("machine", "must be true, false or null")
     if not (item.get("delivery_id") or item.get("message_id")):
@@ -219,4 +224,10 @@ def parse(record: RawRecord) -> list[Event]:
         raise ParseError(
             f"api: event {first['index']} field {first['field']!r}: {first['message']}"
         )
-    return [build_event(record, item) for item in items]
+    events = [build_event(record, item) for item in items]
+    for index, event in enumerate(events):
+        try:
+            ledger.check_event(event)
+        except ledger.Unstorable as exc:  # validate() refuses these first; a limit it missed
+            raise ParseError(f"api: event {index} field {exc.field!r}: {exc.message}") from exc
+    return events

@@ -14,10 +14,15 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
+
+import orjson
 
 log = logging.getLogger("mailfold.metrics")
 
+# A consumer retrying the same batch for longer than this is stuck: /readyz answers 503.
+STUCK_AFTER_S = 30.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: from sub-millisecond acks to the 10 s produce timeout.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -213,8 +218,13 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
             pass
         parts = request_line.decode("latin-1").split()
-        if len(parts) >= 2 and parts[0] == "GET" and parts[1].split("?")[0] == "/metrics":
+        path = parts[1].split("?")[0] if len(parts) >= 2 and parts[0] == "GET" else None
+        if path == "/metrics":
             status, ctype, body = "200 OK", CONTENT_TYPE, REGISTRY.render().encode()
+        elif path == "/readyz":
+            report = readiness()
+            status = "200 OK" if report["ready"] else "503 Service Unavailable"
+            ctype, body = "application/json", orjson.dumps(report)
         else:
             status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
         head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
@@ -228,8 +238,41 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             await writer.wait_closed()
 
 
+class Progress:
+    """Whether each consumer group in this process moves: since when it has been retrying the
+    same batch (stuck past STUCK_AFTER_S), and how many records it has parked."""
+
+    def __init__(self) -> None:
+        self.retrying_since: dict[str, float] = {}
+
+    def retrying(self, group: str) -> None:
+        since = self.retrying_since.setdefault(group, time.monotonic())
+        STUCK_SECONDS.set(round(time.monotonic() - since, 1), group=group)
+
+    def moving(self, group: str) -> None:
+        if self.retrying_since.pop(group, None) is not None:
+            STUCK_SECONDS.set(0, group=group)
+
+    def stuck(self) -> dict[str, float]:
+        now = time.monotonic()
+        return {
+            group: round(now - since, 1)
+            for group, since in self.retrying_since.items()
+            if now - since >= STUCK_AFTER_S
+        }
+
+
+def readiness() -> dict[str, object]:
+    """A consumer's /readyz: not ready while a group is stuck on one batch; parked records
+    (set aside by the safety net, see consumers/fold.py) are reported, as they need a look."""
+    stuck = PROGRESS.stuck()
+    parked = {key[0]: int(v) for key, v in PARKED._values.items()}
+    return {"ready": not stuck, "stuck_seconds": stuck, "parked": parked}
+
+
 async def serve(port: int, host: str = "127.0.0.1") -> asyncio.Server | None:
-    """Serve GET /metrics on `host:port` beside a consumer's loop; None when `port` is 0."""
+    """Serve GET /metrics and GET /readyz on `host:port` beside a consumer's loop; None when
+    `port` is 0."""
     if not port:
         return None
     server = await asyncio.start_server(_answer, host, port)
@@ -285,6 +328,17 @@ FOLD_RETRIES = REGISTRY.counter(
 )
 
 # Every consumer.
+STUCK_SECONDS = REGISTRY.gauge(
+    "mailfold_consumer_stuck_seconds",
+    "How long a consumer has been retrying the same batch for the database or broker (0: moving).",
+    ("group",),
+)
+PARKED = REGISTRY.counter(
+    "mailfold_parked_total",
+    "Records set aside after failing the same unexplained way several times in a row.",
+    ("stage",),
+)
+PROGRESS = Progress()
 CONSUMED = REGISTRY.counter(
     "mailfold_consumed_records_total", "Records read by a consumer.", ("group", "topic")
 )

@@ -340,18 +340,25 @@ class Producer:
             retry_after=self._settings.retry_after_s,
         ) from exc
 
-    async def send_until_acked(self, items: Sequence[Output], stop: asyncio.Event) -> bool:
+    async def send_until_acked(
+        self, items: Sequence[Output], stop: asyncio.Event, group: str | None = None
+    ) -> bool:
         """`send_many`, retried with backoff until acknowledged (True) or `stop` is set (False).
 
         A retry may produce some records twice; their readers deduplicate (events by event_id).
+        While it retries, consumer `group` is reported as retrying (stuck, past a while).
         """
         delay = 0.2
         while True:
             try:
                 await self.send_many(items)
+                if group is not None:
+                    metrics.PROGRESS.moving(group)
                 return True
             except Unavailable as exc:
                 log.warning("output not acknowledged, retrying: %s", exc.message)
+                if group is not None:
+                    metrics.PROGRESS.retrying(group)
             if await stopped_within(stop, delay):
                 return False
             delay = min(delay * 2, 5.0)

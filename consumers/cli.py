@@ -34,6 +34,7 @@ from service.events import encode
 from service.providers import save
 from service.read import publish
 from service.settings import Settings
+from service.webhooks import PROVIDERS
 from service.webhooks.base import RawRecord
 
 
@@ -104,6 +105,7 @@ async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
     secret = args.secret
     if args.secret_file:
         secret = Path(args.secret_file).read_text().strip()
+    check_secret(args.provider, secret)
     conn = await db.connect(settings.database_url)
     try:
         if not await conn.fetchval(db.QUERIES["find_account"], args.account):
@@ -130,6 +132,17 @@ async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
             "retired_slot": args.retire_slot,
         }
     )
+
+
+def check_secret(provider: str, secret: str | None) -> None:
+    """Refuse, before anything is stored, a secret the provider's adapter could never use."""
+    adapter = PROVIDERS.get(provider)
+    if secret is None or adapter is None or adapter.check_secret is None:
+        return
+    try:
+        adapter.check_secret(secret)
+    except ValueError as exc:
+        raise MailfoldError(f"{provider}: the secret is refused: {exc}") from exc
 
 
 def cmd_normalize(args: argparse.Namespace) -> int:

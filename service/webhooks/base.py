@@ -102,9 +102,19 @@ class RawRecord:
     metadata_keys: MetadataKeys = field(default_factory=MetadataKeys)
 
 
+@dataclass(frozen=True, slots=True)
+class Nonce:
+    """What a verified request carries that marks a repeat (Mailgun's token, a message id), and
+    until when a repeat must be recognised: after that the timestamp check refuses it anyway."""
+
+    value: str
+    expires_at: datetime
+
+
 Verify = Callable[[WebhookRequest, Credentials, Context], Awaitable[None]]
 Parse = Callable[[RawRecord], list[Event]]
 Handshake = Callable[[WebhookRequest, Credentials, Context], Awaitable[HandshakeReply | None]]
+NonceOf = Callable[[WebhookRequest, Context], Nonce]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +128,11 @@ class Adapter:
     # Parse at ingest too and answer 400 with the reason for an unreadable body, instead of
     # accepting it and dead-lettering it later (for senders that can act on a 400).
     parse_at_ingest: bool = False
+    # The nonce of a verified request. The service remembers it, for every process, once the
+    # record is on the broker; a repeat is then answered 200 and not produced again.
+    nonce: NonceOf | None = None
+    # Raise ValueError saying what is wrong with a secret, before `providers set` stores it.
+    check_secret: Callable[[str], None] | None = None
 
 
 def make_event(

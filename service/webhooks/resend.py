@@ -61,7 +61,7 @@ SUPPRESSED = "suppressed"
 
 async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
     """Raise Rejected unless a `v1` Svix signature by an endpoint secret covers id, time, body."""
-    verify_signed(request, credentials, ctx, provider="resend", prefix="svix")
+    verify_signed(request, credentials, ctx, provider="resend", prefix="svix", prefixed_keys=False)
 
 
 def parse(record: RawRecord) -> list[Event]:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service import events_api
 from service.errors import ParseError, Rejected
@@ -277,3 +279,118 @@ async def test_contract_signer_signs_what_verify_accepts() -> None:
 def test_adapter_keeps_the_webhook_id_for_parse() -> None:
     assert standard_webhooks.ADAPTER.keep_headers == ("webhook-id",)
     assert standard_webhooks.ADAPTER.handshake is None
+
+
+# --- key prefixes ----------------------------------------------------------------------------
+
+
+async def test_secret_without_its_prefix_is_refused_with_a_clear_message() -> None:
+    secret = new_secret()
+    bare = secret.removeprefix("whsec_")
+    with pytest.raises(Rejected, match=r"secret 1: .*whsec_.*whpk_.*neither prefix"):
+        await standard_webhooks.verify(signed(BODY, secrets_=(secret,)), credentials(bare), CONTEXT)
+
+
+async def test_private_signing_key_is_refused_with_what_to_configure_instead() -> None:
+    raw = base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode()
+    with pytest.raises(Rejected, match=r"private signing key.*whpk_"):
+        await standard_webhooks.verify(
+            signed(BODY, secrets_=(new_secret(),)), credentials("whsk_" + raw), CONTEXT
+        )
+
+
+async def test_unusable_second_secret_is_named_but_the_first_still_verifies() -> None:
+    secret = new_secret()
+    both = credentials(secret, secret.removeprefix("whsec_"))
+    await standard_webhooks.verify(signed(BODY, secrets_=(secret,)), both, CONTEXT)
+    with pytest.raises(Rejected, match=r"signature does not match \(secret 2: "):
+        await standard_webhooks.verify(signed(BODY, secrets_=(new_secret(),)), both, CONTEXT)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0", "neither prefix"),
+        ("whsk_c2VjcmV0", "private signing key"),
+        ("whpk_" + base64.b64encode(b"too short").decode(), "32 bytes"),
+        ("whsec_not base64!", "base64"),
+        ("whsec_", "base64"),
+    ],
+)
+def test_check_secret_says_what_is_wrong(value: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        standard_webhooks.check_secret(value)
+
+
+def test_check_secret_takes_both_kinds_of_key() -> None:
+    standard_webhooks.check_secret(new_secret())
+    standard_webhooks.check_secret(public_key_text(Ed25519PrivateKey.generate()))
+    assert standard_webhooks.ADAPTER.check_secret is standard_webhooks.check_secret
+
+
+# --- the spec's envelope ---------------------------------------------------------------------
+
+
+def envelope(data: Any, **meta: Any) -> dict[str, Any]:
+    """The spec's payload: the sender's type and time, the event(s) as `data`."""
+    base = {"type": "email.delivered", "timestamp": "2026-03-01T11:59:31.1234Z", "data": data}
+    return base | meta
+
+
+def test_envelope_holding_one_event_gives_what_the_bare_event_gives() -> None:
+    assert parse(envelope(event())) == parse(event())
+
+
+def test_envelope_holding_an_array_gives_what_the_bare_array_gives() -> None:
+    events = [event(), event(type="opened", occurred_at="2026-03-01T12:00:00Z")]
+    wrapped = parse(envelope(events))
+    assert wrapped == parse(events)
+    assert [e.provider_event_id for e in wrapped] == [f"{WEBHOOK_ID}/0", f"{WEBHOOK_ID}/1"]
+
+
+def test_envelope_metadata_beside_data_is_the_senders_own() -> None:
+    body = envelope(event()) | {"tenant": "t-1", "version": 2}
+    assert parse(body) == parse(event())
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (envelope("delivered"), "the envelope's data must be an event or an array"),
+        (envelope(None), "the envelope's data must be an event or an array"),
+        (envelope([]), "no events in the body"),
+        (envelope(event(type="teleported")), "event 0 field 'type'"),
+        (envelope([event(), event(color="red")]), "event 1 field 'color'"),
+        ([envelope(event())], "event 0 field 'data'"),
+    ],
+)
+def test_unreadable_envelope_goes_to_dead_letters(body: Any, reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse(body)
+
+
+def test_event_whose_payload_mentions_data_is_still_a_bare_event() -> None:
+    bare = event(payload={"data": [1, 2], "note": '"data"'})
+    (parsed,) = parse(bare)
+    assert parsed.payload == {"data": [1, 2], "note": '"data"'}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    picks=st.lists(st.sampled_from(sorted(EventType, key=str)), min_size=1, max_size=5),
+    as_array=st.booleans(),
+    meta=st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k != "data"), st.integers() | st.text(max_size=8)
+    ),
+)
+def test_wrapping_never_changes_the_events(
+    picks: list[EventType], as_array: bool, meta: dict[str, Any]
+) -> None:
+    """Whatever the sender's metadata, the envelope's events are exactly the bare body's."""
+    extra: dict[str, dict[str, Any]] = {
+        "converted": {"conversion": {"amount": "1.00", "currency": "EUR"}},
+        "custom": {"name": "poked"},
+    }
+    items = [event(type=t.value, **extra.get(t.value, {})) for t in picks]
+    bare: Any = items if as_array or len(items) > 1 else items[0]
+    assert parse(meta | {"data": bare}) == parse(bare)

@@ -2,7 +2,8 @@
 
 Nothing queues in memory: at most `max_in_flight` records are being produced at any moment and
 a request beyond that is refused at once with 503 + Retry-After, so a slow or absent broker
-turns into refusals the senders retry, never into a growing backlog in this process.
+turns into refusals the senders retry, never into a growing backlog in this process. A record
+its topic cannot take is refused with 413 (TooLarge) and the sink goes on serving the others.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from typing import Protocol
 
 from service import metrics
-from service.errors import Unavailable
+from service.errors import TooLarge, Unavailable
 from service.raw import to_headers
 from service.webhooks.base import RawRecord
 
@@ -30,7 +31,9 @@ class RawSink(Protocol):
         *,
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
-    ) -> None: ...
+    ) -> None:
+        """Return once the record is acknowledged; Unavailable (retry later) or TooLarge."""
+        ...
 
 
 class Ingest:
@@ -55,7 +58,8 @@ class Ingest:
             raise Unavailable("too many requests in flight", retry_after=self._retry_after)
 
     async def accept(self, record: RawRecord, remote_addr: str | None) -> None:
-        """Return once the broker has the record; raise Unavailable otherwise."""
+        """Return once the broker has the record; raise Unavailable otherwise, or TooLarge
+        when the record (body and headers) is more than its topic takes."""
         self.check()
         async with self._slots:
             self.in_flight += 1
@@ -67,18 +71,18 @@ class Ingest:
                     self._topic, record.body, key=None, headers=to_headers(record, remote_addr)
                 )
                 outcome = "acked"
+            except TooLarge as exc:
+                outcome = "too_large"
+                log.info("raw record refused: %s", exc.message, extra=_context(record))
+                raise
             except Unavailable as exc:
-                log.warning(
-                    "raw record not acknowledged: %s",
-                    exc.message,
-                    extra={
-                        "request_id": record.request_id,
-                        "account": record.account,
-                        "source": record.source,
-                    },
-                )
+                log.warning("raw record not acknowledged: %s", exc.message, extra=_context(record))
                 raise
             finally:
                 self.in_flight -= 1
                 metrics.IN_FLIGHT.dec()
                 metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started, outcome=outcome)
+
+
+def _context(record: RawRecord) -> dict[str, str | None]:
+    return {"request_id": record.request_id, "account": record.account, "source": record.source}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import struct
 import time
@@ -20,16 +21,28 @@ from typing import Any, NoReturn
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from service import metrics
-from service.errors import Unavailable
+from service.errors import TooLarge, Unavailable
 from service.settings import Settings
 
 log = logging.getLogger("mailfold.kafka")
 
-# Room for SendGrid's ~768 KB batches (which can run over) plus headers.
+# Room for SendGrid's ~768 KB batches (which can run over) plus headers; the consumers fetch up
+# to this per partition (Settings.max_record_bytes bounds what the producer writes).
 MAX_RECORD_BYTES = 4 * 1024 * 1024
+# A topic whose max.message.bytes could not be read is asked again after this many seconds.
+LIMIT_RETRY_S = 10.0
+# What the broker answers for a record batch over the topic's max.message.bytes.
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError)
 # Record batches of up to this size per partition (aiokafka's default is 16 kB): the
 # normalizer's output of one raw batch (1,000 events of about 700 bytes over the partitions)
 # goes in one batch per partition, not dozens. A raw webhook body stays alone in its batch.
@@ -159,7 +172,7 @@ async def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> None:
                 name=name,
                 num_partitions=settings.topic_partitions,
                 replication_factor=1,
-                topic_configs={"max.message.bytes": str(MAX_RECORD_BYTES)},
+                topic_configs={"max.message.bytes": str(settings.max_record_bytes)},
             )
             for name in names
             if name not in existing
@@ -171,12 +184,35 @@ async def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> None:
         await admin.close()
 
 
+async def topic_limit(bootstrap: str, topic: str, timeout: float) -> int | None:
+    """The topic's max.message.bytes (its own or the broker's); None when it cannot be read."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})
+        (response,) = await asyncio.wait_for(admin.describe_configs([resource]), timeout)
+        for error_code, message, _, _, entries in response.resources:
+            if error_code != 0:
+                log.warning("max.message.bytes of %s unknown: %s (%d)", topic, message, error_code)
+            for entry in entries if error_code == 0 else ():
+                if entry[0] == "max.message.bytes":
+                    return int(entry[1])
+    except (KafkaError, TimeoutError, OSError, ValueError) as exc:
+        log.warning("max.message.bytes of %s unknown: %r", topic, exc)
+    finally:
+        await admin.close()
+    return None
+
+
 class Producer:
     """An idempotent acks=all producer whose `send` returns only once the broker has the record.
 
     After a send fails, the underlying producer is replaced: an idempotent producer that gave up
     on a record keeps its sequence numbers, and the broker then refuses every later record of it
     (OutOfOrderSequenceNumber) until the process restarts. A fresh producer gets a fresh id.
+
+    A record larger than its topic takes is refused here with TooLarge (413), before it reaches
+    the producer, which goes on serving everyone else.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -186,13 +222,16 @@ class Producer:
         self._starting = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
         self._partitioner = Partitioner()
+        # topic -> (the largest record batch it takes, until when that is believed)
+        self._limits: dict[str, tuple[int, float]] = {}
+        self._asking = asyncio.Lock()
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap,
             acks="all",
             enable_idempotence=True,
-            max_request_size=MAX_RECORD_BYTES,
+            max_request_size=self._settings.max_record_bytes,
             request_timeout_ms=int(self._settings.produce_timeout_s * 1000),
             linger_ms=2,
             compression_type=None,
@@ -278,12 +317,55 @@ class Producer:
         """
         # One record joins the batch its partition is filling: concurrent requests share it.
         producer = await self._ready()
+        headers = headers or []
+        await self._check_size(topic, key, value, headers)
         try:
-            ack = await producer.send(topic, value, key=key, headers=headers or [])
-            async with asyncio.timeout(self._settings.produce_timeout_s + 5):
-                await ack
+            ack = await producer.send(topic, value, key=key, headers=headers)
+        except MessageSizeTooLargeError as exc:  # refused before it joined a batch
+            raise TooLarge(f"record exceeds max_record_bytes: {exc}") from exc
         except (KafkaError, TimeoutError) as exc:
             self._failed(producer, exc)
+        try:
+            async with asyncio.timeout(self._settings.produce_timeout_s + 5):
+                await ack
+        except TOO_LARGE as exc:
+            # The topic's limit fell below what we knew. aiokafka has spent the refused batch's
+            # sequence numbers, so this producer's next record to the partition would be refused
+            # as out of order: retire it, and ask the topic's limit afresh.
+            self._limits.pop(topic, None)
+            self._replace(producer)
+            raise TooLarge(f"the broker refused the record as too large for {topic}") from exc
+        except (KafkaError, TimeoutError) as exc:
+            self._failed(producer, exc)
+
+    async def _check_size(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers
+    ) -> None:
+        """Raise TooLarge for a record its topic would refuse (its size as a batch of its own)."""
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        limit = await self._limit(topic)
+        if size > limit:
+            raise TooLarge(
+                f"record of {size} bytes (body and headers) exceeds the {limit} bytes {topic} takes"
+            )
+
+    async def _limit(self, topic: str) -> int:
+        """The smaller of max_record_bytes and the topic's max.message.bytes, asked once (and
+        again LIMIT_RETRY_S later when the broker would not tell)."""
+        known = self._limits.get(topic)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
+        async with self._asking:
+            known = self._limits.get(topic)
+            if known is None or known[1] <= time.monotonic():
+                s = self._settings
+                found = await topic_limit(s.kafka_bootstrap, topic, s.produce_timeout_s)
+                until = time.monotonic() + (LIMIT_RETRY_S if found is None else math.inf)
+                known = self._limits[topic] = (
+                    min(s.max_record_bytes, found or s.max_record_bytes),
+                    until,
+                )
+        return known[0]
 
     async def send_many(self, items: Sequence[Output]) -> None:
         """Produce (topic, key, value, headers) records and wait until all are acknowledged.

@@ -36,6 +36,10 @@ class Server(uvicorn.Server):
             timeout_graceful_shutdown=GRACE_S,
             loop=LOOP,
             http=HTTP,
+            # uvicorn would rewrite the peer from X-Forwarded-For for 127.0.0.1 (or
+            # FORWARDED_ALLOW_IPS); the caller's address is Mailfold's to work out, from
+            # MAILFOLD_TRUSTED_PROXIES only (service.http.remote_addr).
+            proxy_headers=False,
         )
         return cls(config)
 

@@ -68,7 +68,10 @@ class Harness:
         self, *, sink: RawSink | None = None, context: Context | None = None
     ) -> str:
         app = create_app(self.settings, sink=sink, context=context)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        # As `mailfold serve` runs it: the caller's address from MAILFOLD_TRUSTED_PROXIES only.
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", proxy_headers=False
+        )
         self._server = uvicorn.Server(config)
         self._tasks.append(asyncio.create_task(self._server.serve()))
         while not self._server.started:

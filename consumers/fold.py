@@ -188,7 +188,7 @@ class Fold:
                 self.conn = conn
             except (*RETRYABLE, asyncpg.PostgresError) as exc:
                 log.warning("waiting for PostgreSQL: %r", exc)
-                metrics.FOLD_RETRIES.inc()
+                self.retrying()
                 await self.pause(delay)
                 delay = min(delay * 2, 5.0)
         return self.conn

@@ -60,9 +60,24 @@ class Export(StreamingResponse):
                 await aclose()
 
 
+# A spreadsheet takes a cell that begins with one of these for a formula (OWASP, "CSV
+# Injection"); names, ids and bounce reasons come from recipients and remote mail servers.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(value: Any) -> Any:
+    """A CSV cell: text a spreadsheet would run as a formula gets a leading `'`, which makes it
+    text again; numbers (a negative amount too) and times go out as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
 def csv_line(values: list[Any]) -> bytes:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(["" if v is None else v for v in values])
+    csv.writer(out, lineterminator="\r\n").writerow([cell(v) for v in values])
     return out.getvalue().encode()
 
 

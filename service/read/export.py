@@ -3,14 +3,15 @@
 Rows come from a server-side cursor in one read-only repeatable-read transaction on a
 connection of the export's own (not the pool's, so a long export never starves the API), and go
 out in chunks as they are read: memory stays flat for a million recipients. A few exports run
-at once; past that the answer is 503 with Retry-After.
+at once, and fewer for any one account, so one account's exports never use up another's; past
+either limit the answer is 503 with Retry-After, naming the limit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -37,24 +38,60 @@ from service.read.recipients import (
 PARAMS = FILTERS | {"sort", "format"}
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 ROWS_PER_CHUNK = 1000
-MAX_EXPORTS = 4
+MAX_EXPORTS = 4  # running at once, in all
+MAX_EXPORTS_PER_ACCOUNT = 2  # running at once, for one account
 RETRY_AFTER_S = 30
-SLOTS = asyncio.Semaphore(MAX_EXPORTS)
+
+
+class Slots:
+    """Who is exporting: at most `per_account` exports of one account and `total` in all."""
+
+    def __init__(self, total: int, per_account: int) -> None:
+        self.total = total
+        self.per_account = per_account
+        self.running: Counter[str] = Counter()
+
+    def take(self, account: str) -> None:
+        """Take a slot for the account, or raise Unavailable naming the limit it would pass."""
+        if self.running[account] >= self.per_account:
+            raise Unavailable(
+                f"account {account!r} has {self.per_account} exports running, its limit; "
+                "retry when one ends",
+                retry_after=RETRY_AFTER_S,
+            )
+        if self.running.total() >= self.total:
+            raise Unavailable(
+                f"{self.total} exports are running, the service's limit; retry later",
+                retry_after=RETRY_AFTER_S,
+            )
+        self.running[account] += 1
+
+    def give(self, account: str) -> None:
+        self.running[account] -= 1
+        if self.running[account] <= 0:
+            del self.running[account]
+
+
+SLOTS = Slots(MAX_EXPORTS, MAX_EXPORTS_PER_ACCOUNT)
 
 
 class Export(StreamingResponse):
-    """A streamed body whose generator is closed (cursor, transaction, connection) however the
-    response ends, a client that goes away included."""
+    """A streamed body whose generator is closed (cursor, transaction, connection) and whose
+    slot is given back however the response ends, a client that goes away included."""
 
-    def __init__(self, rows: AsyncIterator[bytes], media_type: str, filename: str) -> None:
+    def __init__(
+        self, rows: AsyncIterator[bytes], media_type: str, filename: str, account: str
+    ) -> None:
         disposition = f'attachment; filename="{filename}"'
         super().__init__(rows, media_type=media_type, headers={"Content-Disposition": disposition})
         self.rows = rows
+        self.account = account
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
+            SLOTS.give(self.account)
             aclose = getattr(self.rows, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -91,20 +128,19 @@ def encoder(fmt: str) -> tuple[bytes, Callable[[Any], bytes]]:
 async def rows(dsn: str, sql: str, args: list[Any], fmt: str) -> AsyncIterator[bytes]:
     """The export's body, chunk by chunk, from a server-side cursor."""
     header, encode = encoder(fmt)
-    async with SLOTS:
-        conn = await db.connect(dsn)
-        try:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                chunk = [header]
-                async for row in conn.cursor(sql, *args, prefetch=ROWS_PER_CHUNK):
-                    chunk.append(encode(row))
-                    if len(chunk) >= ROWS_PER_CHUNK:
-                        yield b"".join(chunk)
-                        chunk = []
-                if any(chunk):
+    conn = await db.connect(dsn)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            chunk = [header]
+            async for row in conn.cursor(sql, *args, prefetch=ROWS_PER_CHUNK):
+                chunk.append(encode(row))
+                if len(chunk) >= ROWS_PER_CHUNK:
                     yield b"".join(chunk)
-        finally:
-            await conn.close()
+                    chunk = []
+            if any(chunk):
+                yield b"".join(chunk)
+    finally:
+        await conn.close()
 
 
 def export_sql(query: Query) -> str:
@@ -124,10 +160,11 @@ async def endpoint(request: Request) -> Export:
     query = build(account, campaign, delivery, request.query_params, PARAMS)
     async with svc.pool.acquire() as conn:
         await require_delivery(conn, account, campaign, delivery)
-    if SLOTS.locked():
-        raise Unavailable(f"{MAX_EXPORTS} exports are running", retry_after=RETRY_AFTER_S)
     body = rows(svc.settings.database_url, export_sql(query), query.args, fmt)
-    return Export(body, FORMATS[fmt], f"recipients-{delivery_slug(delivery)}.{fmt}")
+    export = Export(body, FORMATS[fmt], f"recipients-{delivery_slug(delivery)}.{fmt}", account)
+    # Taken last, with no await before the response owns it: Export.__call__ gives it back.
+    SLOTS.take(account)
+    return export
 
 
 def delivery_slug(delivery: str) -> str:

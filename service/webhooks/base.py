@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from service.errors import ParseError, Rejected
 from service.events import Bounce, Conversion, Event, EventType, Recipient, event_id
+from service.ledger import MAX_TEXT_BYTES, Unstorable, check_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +167,10 @@ def make_event(
     `id_discriminator` is folded into the id; pass the provider's event id only where the
     provider keeps it stable across retries.
     """
+    # Descriptive text is kept as the ledger can hold it rather than refused with the event.
+    user_agent = prose(user_agent)
+    if bounce is not None:
+        bounce = Bounce(bounce.bounce_class, prose(bounce.code), prose(bounce.reason))
     email = recipient.email.strip().lower() if recipient.email else None
     if email != recipient.email:
         recipient = Recipient(
@@ -183,7 +190,7 @@ def make_event(
         url=url,
         discriminator=id_discriminator,
     )
-    return Event(
+    event = Event(
         event_id=eid,
         account=record.account,
         source=record.source,
@@ -208,6 +215,33 @@ def make_event(
         name=name,
         payload=payload,
     )
+    try:
+        return check_event(event)
+    except Unstorable as exc:
+        # The adapter refuses what the ledger cannot hold: the raw record goes to the DLQ with
+        # this reason, and `mailfold replay` re-derives it once the adapter reads it better.
+        raise ParseError(f"{record.source}: {native_type}: {exc.field} {exc.message}") from exc
+
+
+def prose(value: Any, limit: int = MAX_TEXT_BYTES) -> str | None:
+    """Descriptive text a provider sends (a bounce diagnostic, a user agent) as the ledger keeps
+    it: a string, a number as its text, an object or list as compact JSON, cut to `limit` bytes
+    at a character boundary, without NULs or lone surrogates. None when absent or empty."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, int | float):
+        text = str(value)
+    else:
+        try:
+            text = orjson.dumps(value).decode()
+        except TypeError:
+            return None
+    text = text.replace("\x00", "").encode("utf-8", "replace").decode()
+    if len(text) > limit // 4 and len(data := text.encode()) > limit:
+        text = data[:limit].decode("utf-8", "ignore")
+    return text or None
 
 
 def parse_batch(

@@ -8,6 +8,8 @@ MailfoldError
 ├── RequestTimeout  408  the body did not arrive in time: the sender may retry
 ├── NotFound        404  nothing this account owns answers to that
 └── Unavailable     503  a dependency (the broker, the database) did not answer: retry later
+    └── CredentialsUnreadable  503  stored provider credentials do not open with this
+                                    MAILFOLD_SECRET_KEY: ours to fix, so never a 4xx
 ParseError              an unreadable record: sent to mailfold.dlq with the message as reason
 """
 
@@ -69,6 +71,10 @@ class Unavailable(MailfoldError):
     def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class CredentialsUnreadable(Unavailable):
+    code = "credentials_unreadable"
 
 
 class ParseError(Exception):

@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
+from cryptography.exceptions import InvalidTag
 
 from service.auth import DATABASE_DOWN, TtlCache, decrypt, encrypt
 from service.db import QUERIES
-from service.errors import Unavailable
+from service.errors import CredentialsUnreadable, Unavailable
 from service.webhooks.base import Credentials, MetadataKeys
+
+log = logging.getLogger("mailfold.providers")
 
 
 def _context(account: str, provider: str) -> str:
     return f"{account}/{provider}"
+
+
+def _decrypt(secret_key: str, blob: bytes, account: str, provider: str) -> str:
+    """A stored secret in clear; CredentialsUnreadable when this key does not open it (the
+    authentication tag fails: stored under another MAILFOLD_SECRET_KEY, or altered)."""
+    try:
+        return decrypt(secret_key, blob, _context(account, provider))
+    except (InvalidTag, ValueError) as exc:
+        log.error(
+            "cannot decrypt the %s credentials of account %s: MAILFOLD_SECRET_KEY is not the key "
+            "they were stored with (set the right key, or store them again with this one)",
+            provider,
+            account,
+            extra={"account": account, "source": provider},
+        )
+        raise CredentialsUnreadable(
+            f"the service cannot read account {account!r}'s {provider} credentials "
+            "(a server configuration problem); retry later",
+            retry_after=60,
+        ) from exc
 
 
 async def save(
@@ -57,11 +81,10 @@ class CredentialStore:
             raise Unavailable("credential store unavailable; retry later") from exc
         if row is None:
             return None
-        context = _context(account, provider)
         creds = Credentials(
             account=account,
             provider=provider,
-            secrets=tuple(decrypt(self._secret_key, b, context) for b in row["secrets"]),
+            secrets=tuple(_decrypt(self._secret_key, b, account, provider) for b in row["secrets"]),
             options=row["options"],
         )
         self.cache.put(key, creds)

@@ -46,6 +46,18 @@ CREATE TABLE IF NOT EXISTS sns_subscriptions (
     PRIMARY KEY (account_id, topic_arn)
 );
 
+-- Nonces of verified webhook requests already on the broker (Mailgun tokens, Svix and Standard
+-- Webhooks message ids), shared by every service process: a repeat before expires_at is answered
+-- 2xx and not produced again. Expired rows are deleted from time to time.
+CREATE TABLE IF NOT EXISTS webhook_nonces (
+    account_id  text NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    provider    text NOT NULL,
+    nonce       text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (account_id, provider, nonce)
+);
+CREATE INDEX IF NOT EXISTS webhook_nonces_expires_at_idx ON webhook_nonces (expires_at);
+
 -- The ledger: every distinct canonical event, once. It deduplicates (event_id is a hash that
 -- includes occurred_at, so the primary key can include the partition key) and is the source of
 -- timelines. Events whose delivery is not known yet have delivery_id NULL until resolved.

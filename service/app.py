@@ -23,6 +23,7 @@ from service.auth import Authenticator
 from service.errors import BadInput, MailfoldError, NotFound, ParseError
 from service.http import BodyReads, error_response, json, read_body, remote_addr, request_id
 from service.ingest import Ingest, RawSink
+from service.nonces import NonceMemory
 from service.providers import CredentialStore, metadata_keys
 from service.read import ROUTES as READ_ROUTES
 from service.settings import Settings
@@ -53,6 +54,7 @@ class Service:
         self.ingest: Ingest
         self.auth: Authenticator
         self.credentials: CredentialStore
+        self.nonces: NonceMemory
 
     async def start(self) -> None:
         self.pool = await db.create_pool(self.settings.database_url, self.settings.db_pool_size)
@@ -64,6 +66,7 @@ class Service:
         self.ingest = Ingest(self.sink, s.raw_topic, s.max_in_flight, s.retry_after_s)
         self.auth = Authenticator(self.pool, s.secret_key)
         self.credentials = CredentialStore(self.pool, s.secret_key)
+        self.nonces = NonceMemory(self.pool)
 
     async def stop(self) -> None:
         self.ingest.closing = True
@@ -118,6 +121,11 @@ async def post_webhook(request: Request) -> Response:
         if reply is not None:
             await record_handshake(svc, account, provider, reply.body)
             return json(reply.body, reply.status)
+    nonce = adapter.nonce(webhook, svc.context) if adapter.nonce is not None else None
+    if nonce is not None and await svc.nonces.seen(account, provider, nonce):
+        # Already on the broker: a retry whose 2xx was lost, or a replay; never produced twice.
+        count_accepted(request)
+        return json({"accepted": True, "duplicate": True, "request_id": rid}, 200)
     record = RawRecord(
         account=account,
         source=provider,
@@ -134,6 +142,8 @@ async def post_webhook(request: Request) -> Response:
         except ParseError as exc:
             raise BadInput(str(exc)) from exc
     await svc.ingest.accept(record, remote)
+    if nonce is not None:  # only once on the broker, so a retry after a 503 still lands
+        await svc.nonces.remember(account, provider, nonce)
     count_accepted(request)
     return json({"accepted": True, "request_id": rid}, 200)
 

@@ -25,6 +25,7 @@ from service.webhooks.base import (
     Adapter,
     Context,
     Credentials,
+    Nonce,
     RawRecord,
     WebhookRequest,
     from_epoch,
@@ -68,6 +69,20 @@ async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context
     matches = [hmac.compare_digest(given, sign(key, signed)) for key in credentials.secrets]
     if not any(matches):
         raise Rejected("mailgun: signature does not match")
+
+
+def nonce(request: WebhookRequest, ctx: Context) -> Nonce:
+    """The token of a verified request, remembered while its timestamp is within the window.
+
+    Mailgun signs only the timestamp and the token, never the event data, so a signature seen
+    once could carry any event data again: its docs advise to "cache the token value locally and
+    not honor any subsequent request with the same token" (securing-webhooks). A retry sends the
+    same signature object again (Hookdeck's Mailgun reference, references/verification.md;
+    Mailgun's pages do not say), so the token is remembered only once the record is accepted: a
+    retry after our 503 still lands, and a repeat after our 200 gets 200 and is not produced.
+    """
+    timestamp, token, _ = signature_fields(request.body)
+    return Nonce(token, from_epoch(timestamp) + ctx.replay_window)
 
 
 def sign(key: str, signed: bytes) -> bytes:
@@ -235,4 +250,4 @@ def text(value: Any) -> str | None:
     return value or None
 
 
-ADAPTER = Adapter(name="mailgun", verify=verify, parse=parse)
+ADAPTER = Adapter(name="mailgun", verify=verify, parse=parse, nonce=nonce)

@@ -25,12 +25,13 @@ from service.webhooks.base import (
     Adapter,
     Context,
     Credentials,
+    Nonce,
     RawRecord,
     WebhookRequest,
     make_event,
     metadata_fields,
 )
-from service.webhooks.standard_webhooks import verify_signed
+from service.webhooks.standard_webhooks import message_nonce, verify_signed
 
 ID_HEADER = "svix-id"
 
@@ -62,6 +63,11 @@ SUPPRESSED = "suppressed"
 async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
     """Raise Rejected unless a `v1` Svix signature by an endpoint secret covers id, time, body."""
     verify_signed(request, credentials, ctx, provider="resend", prefix="svix", prefixed_keys=False)
+
+
+def nonce(request: WebhookRequest, ctx: Context) -> Nonce:
+    """The svix-id of a verified request: Svix sends a message again under the same id."""
+    return message_nonce(request, ctx, "svix")
 
 
 def parse(record: RawRecord) -> list[Event]:
@@ -172,4 +178,4 @@ def text(value: Any) -> str | None:
     return value or None
 
 
-ADAPTER = Adapter(name="resend", verify=verify, parse=parse, keep_headers=(ID_HEADER,))
+ADAPTER = Adapter(name="resend", verify=verify, parse=parse, keep_headers=(ID_HEADER,), nonce=nonce)

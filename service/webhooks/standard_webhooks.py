@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -31,7 +32,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from service import events_api
 from service.errors import ParseError, Rejected
 from service.events import Event
-from service.webhooks.base import Adapter, Context, Credentials, RawRecord, WebhookRequest, header
+from service.webhooks.base import (
+    Adapter,
+    Context,
+    Credentials,
+    Nonce,
+    RawRecord,
+    WebhookRequest,
+    header,
+)
 
 NAME = "standard-webhooks"
 ID_HEADER = "webhook-id"
@@ -152,6 +161,23 @@ def verify_signed(
         raise Rejected(f"{provider}: signature does not match{unusable}")
 
 
+def message_nonce(request: WebhookRequest, ctx: Context, prefix: str) -> Nonce:
+    """A verified message's id, remembered while its timestamp is within the window.
+
+    The id "remains the same no matter how many times a webhook that has failed is retried" and
+    is the spec's idempotency key ("save the IDs ... for 5 minutes"); a retry is signed anew with
+    the attempt's timestamp, and a replay of this very request is refused as stale once the id
+    is forgotten.
+    """
+    msg_id, timestamp = header(request, f"{prefix}-id"), header(request, f"{prefix}-timestamp")
+    assert msg_id and timestamp, "called only for a verified request"
+    return Nonce(msg_id, datetime.fromtimestamp(int(timestamp), UTC) + ctx.replay_window)
+
+
+def nonce(request: WebhookRequest, ctx: Context) -> Nonce:
+    return message_nonce(request, ctx, "webhook")
+
+
 def matches(entry: str, signed: bytes, keys: Keys) -> bool:
     """Whether one `version,base64` entry verifies; versions other than v1/v1a are ignored."""
     version, _, encoded = entry.partition(",")
@@ -242,5 +268,6 @@ ADAPTER = Adapter(
     parse=parse,
     keep_headers=(ID_HEADER,),
     parse_at_ingest=True,
+    nonce=nonce,
     check_secret=check_secret,
 )

@@ -12,7 +12,14 @@ import pytest
 from service.errors import ParseError, Rejected
 from service.events import Event, EventType, to_dict
 from service.webhooks import mailgun
-from service.webhooks.base import Context, Credentials, MetadataKeys, RawRecord, WebhookRequest
+from service.webhooks.base import (
+    Context,
+    Credentials,
+    MetadataKeys,
+    Nonce,
+    RawRecord,
+    WebhookRequest,
+)
 from tests.webhooks.contract_mailgun import SIGNER, sign_body
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mailgun"
@@ -333,3 +340,12 @@ async def test_contract_signer_signs_what_verify_accepts() -> None:
     with pytest.raises(Rejected):
         await mailgun.verify(SIGNER.strip(request), SIGNER.credentials(ACCOUNT), CONTEXT)
     assert parse(request.body)
+
+
+def test_the_nonce_is_the_signed_token_until_its_timestamp_leaves_the_window() -> None:
+    """Mailgun signs no event data, so the token is what the service remembers once accepted."""
+    token = "e0b5477167110d68991efc6b9f89f0a11066af27834600e123"
+    request = signed(at=NOW - timedelta(seconds=30), token=token)
+    nonce = mailgun.nonce(request, CONTEXT)
+    assert nonce == Nonce(token, NOW - timedelta(seconds=30) + CONTEXT.replay_window)
+    assert mailgun.ADAPTER.nonce is mailgun.nonce

@@ -13,7 +13,7 @@ import pytest
 from service.errors import ParseError, Rejected
 from service.events import Event, EventType, to_dict
 from service.webhooks import resend
-from service.webhooks.base import Context, Credentials, MetadataKeys, RawRecord
+from service.webhooks.base import Context, Credentials, MetadataKeys, Nonce, RawRecord
 from tests.webhooks.contract_resend import SIGNER, sign_request
 from tests.webhooks.contract_standard_webhooks import new_secret
 
@@ -311,3 +311,10 @@ async def test_contract_signer_signs_what_verify_accepts() -> None:
 
 def test_adapter_is_registered_under_its_one_name() -> None:
     assert resend.ADAPTER.name == "resend" and resend.ADAPTER.handshake is None
+
+
+def test_the_nonce_is_the_svix_id_until_its_timestamp_leaves_the_window() -> None:
+    request = sign_request((new_secret(),), BODY, URL, NOW, msg_id="msg_1")
+    expected = Nonce("msg_1", NOW.replace(microsecond=0) + CONTEXT.replay_window)
+    assert resend.nonce(request, CONTEXT) == expected
+    assert resend.ADAPTER.nonce is resend.nonce

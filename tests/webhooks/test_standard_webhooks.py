@@ -18,7 +18,7 @@ from service import events_api
 from service.errors import ParseError, Rejected
 from service.events import Event, EventType, to_dict
 from service.webhooks import standard_webhooks
-from service.webhooks.base import Context, Credentials, RawRecord, WebhookRequest
+from service.webhooks.base import Context, Credentials, Nonce, RawRecord, WebhookRequest
 from tests.webhooks.contract_standard_webhooks import (
     SIGNER,
     new_secret,
@@ -394,3 +394,10 @@ def test_wrapping_never_changes_the_events(
     items = [event(type=t.value, **extra.get(t.value, {})) for t in picks]
     bare: Any = items if as_array or len(items) > 1 else items[0]
     assert parse(meta | {"data": bare}) == parse(bare)
+
+
+def test_the_nonce_is_the_webhook_id_until_its_timestamp_leaves_the_window() -> None:
+    request = signed(BODY, secrets_=(new_secret(),), msg_id=WEBHOOK_ID, at=NOW)
+    nonce = standard_webhooks.nonce(request, CONTEXT)
+    assert nonce == Nonce(WEBHOOK_ID, NOW + CONTEXT.replay_window)
+    assert standard_webhooks.ADAPTER.nonce is standard_webhooks.nonce

@@ -206,6 +206,8 @@ async def test_a_topic_limit_lowered_under_the_producer_gets_413_then_serves_on(
     try:
         await producer.send(settings.raw_topic, b"first")  # learns the topic's limit: 4 MiB
         await set_topic_limit(settings, settings.raw_topic, 100_000)
+        bootstrap, topic = settings.kafka_bootstrap, settings.raw_topic
+        await wait_for(lambda: kafka.topic_limit(bootstrap, topic, 5), lambda n: n == 100_000)
         with pytest.raises(TooLarge, match="broker refused"):
             await producer.send(settings.raw_topic, b"x" * 150_000)
         for _ in range(5):

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from service import db, events_api, kafka, metrics
 from service.auth import Authenticator
-from service.errors import BadInput, MailfoldError, NotFound, ParseError
+from service.errors import BadInput, MailfoldError, NotFound, ParseError, UnsupportedMediaType
 from service.http import BodyReads, error_response, json, read_body, remote_addr, request_id
 from service.ingest import Ingest, RawSink
 from service.nonces import NonceMemory
@@ -82,6 +82,7 @@ async def post_events(request: Request) -> Response:
     svc.ingest.check()
     remote = remote_addr(request, s)
     account = await svc.auth.account(request.headers.get("authorization"), remote)
+    check_json(request.headers.get("content-type"))
     body = await read_body(request, s.max_body_bytes)
     items, problems = events_api.validate(body, s.max_events_per_post)
     request.state.event_count = len(items)
@@ -98,6 +99,20 @@ async def post_events(request: Request) -> Response:
     await svc.ingest.accept(record, remote)
     count_accepted(request)
     return json({"accepted": len(items), "request_id": rid}, 202)
+
+
+def check_json(content_type: str | None) -> None:
+    """The Event API reads JSON only: another declared type is refused (415) before the body is
+    read; a post that declares none is read as JSON."""
+    if content_type is None:
+        return
+    kind = content_type.partition(";")[0].strip().lower()
+    if kind != "application/json" and not (
+        kind.startswith("application/") and kind.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            f"the Event API takes application/json, not {content_type[:100]!r}"
+        )
 
 
 async def post_webhook(request: Request) -> Response:

@@ -4,6 +4,7 @@ MailfoldError
 ├── Rejected        401  the caller is not who it claims (bad signature, credentials)
 ├── Forbidden       403  authenticated, but not from an allowed address
 ├── BadInput        400  the request names something invalid (each problem listed)
+├── UnsupportedMediaType 415  the Event API takes JSON only
 ├── TooLarge        413  the body (or its record) exceeds the configured maximum
 ├── RequestTimeout  408  the body did not arrive in time: the sender may retry
 ├── NotFound        404  nothing this account owns answers to that
@@ -52,6 +53,11 @@ class BadInput(MailfoldError):
 class TooLarge(MailfoldError):
     status = 413
     code = "too_large"
+
+
+class UnsupportedMediaType(MailfoldError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class RequestTimeout(MailfoldError):

@@ -6,10 +6,13 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service import events_api
 from service.errors import ParseError
-from service.events import EventType
+from service.events import EventType, encode
+from service.ledger import row_of
 from service.webhooks.base import RawRecord
 
 GOOD = {
@@ -118,3 +121,87 @@ def test_conversion_amount_stays_exact() -> None:
 def test_parse_refuses_what_validate_refuses() -> None:
     with pytest.raises(ParseError, match="field 'type'"):
         events_api.parse(record({**GOOD, "type": "nope"}))
+
+
+# Hostile values for any field of an Event API event, as JSON text (some cannot come from
+# Python objects: lone surrogates, nesting past orjson's writer).
+HOSTILE = [
+    '"x\\ud83d"',
+    "18446744073709551616",
+    "1e308",
+    "5e-324",
+    '"1e-20000"',
+    '"0.00001"',
+    '"NaN"',
+    '"' + "é" * 200 + '"',
+    '"' + "a" * 5000 + '"',
+    '"a\\u0000b"',
+    '" ann@example.com"',
+    '"ann @example.com"',
+    '"ann@example.com\\n"',
+    "{}",
+    "[]",
+    "true",
+    "0",
+    '""',
+    '"2022-15-16T03:11:00Z"',
+    '"0001-01-01T00:00:00+14:00"',
+    "[" * 40 + "]" * 40,
+    "[" * 300 + "]" * 300,
+]
+FIELDS = [
+    *sorted(events_api.TOP_FIELDS - {"recipient", "conversion", "bounce"}),
+    *(f"recipient.{f}" for f in sorted(events_api.RECIPIENT_FIELDS)),
+    "conversion.amount",
+    "conversion.currency",
+    "bounce.code",
+    "bounce.reason",
+    "bounce.class",
+]
+FULL = {
+    **GOOD,
+    "type": "converted",
+    "conversion": {"amount": "12.50", "currency": "EUR"},
+    "bounce": {"class": "hard", "code": "550", "reason": "gone"},
+    "payload": {"sku": "a1"},
+}
+
+
+def with_hostile(field: str, value: str) -> bytes:
+    head, _, tail = field.partition(".")
+    doc = orjson.loads(orjson.dumps(FULL))
+    (doc[head] if tail else doc)[tail or head] = "__hostile__"
+    return orjson.dumps(doc).replace(b'"__hostile__"', value.encode(), 1)
+
+
+@given(st.sampled_from(FIELDS), st.sampled_from(HOSTILE))
+def test_what_validate_accepts_the_ledger_stores(field: str, value: str) -> None:
+    """A 2xx from the Event API means storable: whatever validate lets through parses into
+    events whose ledger rows the fold accepts; what it refuses names the field."""
+    body = with_hostile(field, value)
+    _, found = events_api.validate(body, 100)
+    if found:
+        named = {p["field"] for p in found}
+        assert field in named or field.split(".")[0] in named or "" in named, (field, found)
+        return
+    record = RawRecord(account="acme", source="api", body=body)
+    for event in events_api.parse(record):
+        row_of(encode(event))
+
+
+@pytest.mark.parametrize(
+    "email", [" ann@example.com", "ann @example.com", "ann@example.com\n", "ann@exa\u00a0mple.com"]
+)
+def test_an_email_with_whitespace_is_refused(email: str) -> None:
+    found = problems({**GOOD, "recipient": {"email": email}})
+    assert [p["field"] for p in found] == ["recipient.email"], found
+
+
+def test_an_unstorable_amount_or_deep_payload_is_refused_naming_it() -> None:
+    tiny = problems({**FULL, "conversion": {"amount": "1e-20000", "currency": "EUR"}})
+    assert [(p["field"], p["message"]) for p in tiny] == [
+        ("conversion.amount", "must have at most 4 decimal places")
+    ]
+    deep = events_api.validate(with_hostile("payload", "[" * 300 + "]" * 300), 100)[1]
+    assert [p["field"] for p in deep] == ["payload"]
+    assert "at most 32 levels" in str(deep[0]["message"])

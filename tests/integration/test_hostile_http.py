@@ -176,6 +176,15 @@ async def test_no_hostile_event_api_body_gets_a_5xx(harness: Harness) -> None:
     )
     rnd = random.Random(12)
     async with harness.client(acme) as client:
+        for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+            r = await client.post("/v1/events", content=sample, headers={"content-type": kind})
+            assert r.status_code == 415 and kind in r.json()["message"], r.text
+        r = await client.post(
+            "/v1/events",
+            content=sample,
+            headers={"content-type": "application/json; charset=utf-8"},
+        )
+        assert r.status_code == 202, r.text
         for body in BODIES:
             r = await client.post(
                 "/v1/events", content=body, headers={"content-type": "application/json"}

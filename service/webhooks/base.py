@@ -14,13 +14,23 @@ import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 from service.errors import ParseError, Rejected
-from service.events import Bounce, Conversion, Event, EventType, Recipient, event_id
+from service.events import (
+    Bounce,
+    Conversion,
+    Event,
+    EventType,
+    Recipient,
+    event_id,
+    parse_time,
+)
 from service.ledger import MAX_TEXT_BYTES, Unstorable, check_event
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +190,11 @@ def make_event(
             recipient.first_name,
             recipient.surname,
         )
+    if not recipient.key():
+        # The ledger keys every row by its recipient, so the fold could not take this event.
+        raise ParseError(
+            f"{record.source}: {native_type}: names no recipient (email or contact id)"
+        )
     eid = event_id(
         account=record.account,
         source=record.source,
@@ -267,6 +282,113 @@ def from_epoch(value: Any) -> datetime:
     return datetime.fromtimestamp(float(value), UTC)
 
 
+# Reading a provider's body. Every adapter reads JSON through `read_json` and every field
+# through an accessor, so what a sender gets wrong is refused as a ParseError that names the
+# provider and the field, and never becomes a TypeError halfway through a parse.
+# `provider` is the start of the message: "sendgrid", or "sendgrid: event 3" inside a batch.
+
+
+def read_json(body: bytes | str, provider: str, what: str = "body") -> Any:
+    """The JSON value of `body`, read strictly (orjson): invalid UTF-8, lone surrogates
+    (`\\ud83d`), NaN and numbers past a double's range are refused, where the standard library's
+    `json` lets a lone surrogate through to fail later, in the ledger."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ParseError(f"{provider}: {what} is not JSON: {exc}") from exc
+
+
+def text(obj: Mapping[str, Any], key: str, provider: str) -> str | None:
+    """An identity field (an address, an id, an event name): a string stripped of surrounding
+    blanks, or an integer's decimal text (providers send numeric ids); None when absent, null
+    or blank. Anything else is a ParseError naming the field."""
+    value = obj.get(key)
+    if isinstance(value, str):
+        return value.strip() or None
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ParseError(f"{provider}: {key} must be text, not {kind(value)}")
+
+
+def number(obj: Mapping[str, Any], key: str, provider: str) -> int | float | None:
+    """A JSON number (not a boolean); None when absent or null, else a ParseError."""
+    value = obj.get(key)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    raise ParseError(f"{provider}: {key} must be a number, not {kind(value)}")
+
+
+def mapping(obj: Mapping[str, Any], key: str, provider: str) -> dict[str, Any]:
+    """A JSON object; {} when absent or null, else a ParseError naming the field."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise ParseError(f"{provider}: {key} must be an object, not {kind(value)}")
+
+
+def items(obj: Mapping[str, Any], key: str, provider: str, of: type[T]) -> list[T]:
+    """A JSON array whose every item is an `of` (dict: objects, str: strings); [] when absent or
+    null, else a ParseError naming the field and the item."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ParseError(f"{provider}: {key} must be an array, not {kind(value)}")
+    for index, item in enumerate(value):
+        if not isinstance(item, of) or isinstance(item, bool):
+            raise ParseError(f"{provider}: {key}[{index}] must be {KINDS[of]}, not {kind(item)}")
+    return value
+
+
+def epoch_time(value: Any, field: str, provider: str) -> datetime:
+    """Epoch seconds (a number or its text) as an aware UTC time; a ParseError naming `field`
+    for anything else, a time before year 1 or after 9999 included."""
+    if value is None:
+        raise ParseError(f"{provider}: has no {field}")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ParseError(f"{provider}: {field} must be epoch seconds, not {kind(value)}")
+    try:
+        return from_epoch(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ParseError(f"{provider}: {field} {shown(value)} is not epoch seconds") from exc
+
+
+def iso_time(value: Any, field: str, provider: str) -> datetime:
+    """An ISO-8601 time with a zone as an aware UTC time; a ParseError naming `field` otherwise."""
+    if value is None:
+        raise ParseError(f"{provider}: has no {field}")
+    if not isinstance(value, str):
+        raise ParseError(f"{provider}: {field} must be an ISO-8601 time, not {kind(value)}")
+    try:
+        return parse_time(value)
+    except (ValueError, OverflowError) as exc:
+        raise ParseError(f"{provider}: {field} {shown(value)} is not an ISO-8601 time") from exc
+
+
+KINDS: dict[type, str] = {dict: "an object", list: "an array", str: "text", bool: "a boolean"}
+
+
+def kind(value: Any) -> str:
+    """What a JSON value is, in the words of a ParseError."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return KINDS.get(type(value), type(value).__name__)
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`value` as a ParseError quotes it: its repr (lone surrogates escaped), cut to `limit`."""
+    text_ = repr(value)
+    return text_ if len(text_) <= limit else text_[: limit - 3] + "..."
+
+
 def verify_basic(request: WebhookRequest, credentials: Credentials, provider: str) -> None:
     """Raise Rejected unless `Authorization: Basic` carries one of the account's `user:password`
     secrets (the scheme of providers that sign nothing: Postmark, SparkPost, Mailjet).
@@ -293,18 +415,20 @@ def header(request: WebhookRequest, name: str) -> str | None:
     return request.headers.get(name.lower())
 
 
-def metadata_fields(meta: Mapping[str, Any] | None, keys: MetadataKeys) -> dict[str, str | None]:
-    """Pick campaign, delivery, contact and A/B ids out of a provider's metadata object."""
+def metadata_fields(
+    meta: Mapping[str, Any] | None, keys: MetadataKeys, provider: str = "metadata"
+) -> dict[str, str | None]:
+    """Pick campaign, delivery, contact and A/B ids out of a provider's metadata object.
+
+    An id is text or an integer (`text`); any other value under a mapped key is a ParseError,
+    never its Python repr.
+    """
     meta = meta or {}
-
-    def pick(key: str) -> str | None:
-        value = meta.get(key)
-        return None if value is None or value == "" else str(value)
-
+    where = f"{provider} metadata"
     return {
-        "campaign_id": pick(keys.campaign_id),
-        "delivery_id": pick(keys.delivery_id),
-        "contact_id": pick(keys.contact_id),
-        "client_contact_id": pick(keys.client_contact_id),
-        "ab_version": pick(keys.ab_version),
+        "campaign_id": text(meta, keys.campaign_id, where),
+        "delivery_id": text(meta, keys.delivery_id, where),
+        "contact_id": text(meta, keys.contact_id, where),
+        "client_contact_id": text(meta, keys.client_contact_id, where),
+        "ab_version": text(meta, keys.ab_version, where),
     }

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Any
 
-import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,11 +26,16 @@ from service.webhooks.base import (
     Credentials,
     RawRecord,
     WebhookRequest,
-    from_epoch,
+    epoch_time,
     header,
     make_event,
+    mapping,
     metadata_fields,
     parse_batch,
+    prose,
+    read_json,
+    shown,
+    text,
 )
 
 SIGNATURE_HEADER = "x-twilio-email-event-webhook-signature"
@@ -117,55 +120,53 @@ def load_key(secret: str) -> ec.EllipticCurvePublicKey | None:
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one SendGrid POST (an array of events) into canonical events."""
-    try:
-        batch = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"sendgrid: body is not JSON ({exc})") from exc
+    batch = read_json(record.body, "sendgrid")
     if not isinstance(batch, list):
         raise ParseError("sendgrid: body is not a JSON array of events")
     return parse_batch(record, batch, "sendgrid", parse_event)
 
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | None:
-    name = item.get("event")
-    if not isinstance(name, str):
+    where = f"sendgrid: event {index}"
+    name = text(item, "event", where)
+    if name is None:
         raise ParseError(f"sendgrid: event {index} has no event name")
     native = name.lower()
     if native in IGNORED_EVENTS:
         return None
     type_ = EVENT_TYPES.get(native)
     if type_ is None:
-        raise ParseError(f"sendgrid: unknown event {name!r} (event {index})")
-    email = item.get("email")
-    if not isinstance(email, str) or not email.strip():
+        raise ParseError(f"sendgrid: unknown event {shown(name)} (event {index})")
+    email = text(item, "email", where)
+    if email is None:
         raise ParseError(f"sendgrid: {native} event {index} has no email")
-    meta = metadata_fields(custom_args(item), record.metadata_keys)
+    meta = metadata_fields(custom_args(item), record.metadata_keys, where)
     engaged = type_ in (EventType.OPENED, EventType.CLICKED)
     machine, reason, agent = machine_open(item) if native == "open" else (None, None, None)
     return make_event(
         record,
         native_type=native,
         type=type_,
-        occurred_at=occurred_at(item, index),
+        occurred_at=epoch_time(item.get("timestamp"), "timestamp", where),
         recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
-        message_id=message_id(item),
-        provider_event_id=text(item.get("sg_event_id")),
-        id_discriminator=discriminator(native, item),
+        message_id=message_id(item, where),
+        provider_event_id=text(item, "sg_event_id", where),
+        id_discriminator=discriminator(native, item, where),
         campaign_id=meta["campaign_id"],
         delivery_id=meta["delivery_id"],
         ab_version=meta["ab_version"],
-        bounce=bounce(native, item),
-        url=text(item.get("url")) if type_ is EventType.CLICKED else None,
+        bounce=bounce(native, item, where),
+        url=text(item, "url", where) if type_ is EventType.CLICKED else None,
         # On delivery events "ip" is SendGrid's sending IP, not the recipient's.
-        ip=text(item.get("ip")) if engaged else None,
-        user_agent=text(item.get("useragent")) if engaged else None,
+        ip=text(item, "ip", where) if engaged else None,
+        user_agent=prose(item.get("useragent")) if engaged else None,
         machine=machine,
         machine_reason=reason,
         agent_class=agent,
     )
 
 
-def discriminator(native: str, item: dict[str, Any]) -> str | None:
+def discriminator(native: str, item: dict[str, Any], where: str) -> str | None:
     """What tells two real events apart when message, recipient, second and URL agree.
 
     sg_event_id changes when SendGrid retries (sendgrid/sendgrid-nodejs#1435), so it cannot be
@@ -173,11 +174,11 @@ def discriminator(native: str, item: dict[str, Any]) -> str | None:
     and which copy of a repeated link was clicked (scanners click every link within a second).
     """
     if native == "deferred":
-        return text(item.get("attempt"))
+        return text(item, "attempt", where)
     if native == "bounce":
-        return text(item.get("type"))
-    if native == "click" and isinstance(item.get("url_offset"), dict):
-        return text(item["url_offset"].get("index"))
+        return text(item, "type", where)
+    if native == "click":
+        return text(mapping(item, "url_offset", where), "index", f"{where}: url_offset")
     return None
 
 
@@ -187,37 +188,27 @@ def custom_args(item: dict[str, Any]) -> dict[str, Any]:
     return {**nested, **item} if isinstance(nested, dict) else item
 
 
-def occurred_at(item: dict[str, Any], index: int) -> datetime:
-    value = item.get("timestamp")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ParseError(f"sendgrid: event {index} has no timestamp")
-    try:
-        return from_epoch(value)
-    except (ValueError, OverflowError, OSError) as exc:
-        reason = f"sendgrid: event {index} timestamp {value!r} is not epoch seconds"
-        raise ParseError(reason) from exc
-
-
-def message_id(item: dict[str, Any]) -> str | None:
+def message_id(item: dict[str, Any], where: str) -> str | None:
     """The send API's X-Message-Id: sg_message_id up to its first '.'.
 
     Async bounces carry no sg_message_id (or an empty one): the receiving server accepted the
     message and bounced it later, so SendGrid no longer knows which message it was.
     """
-    value = text(item.get("sg_message_id"))
+    value = text(item, "sg_message_id", where)
     prefix = value.split(".", 1)[0].strip() if value else ""
     return prefix or None
 
 
-def bounce(native: str, item: dict[str, Any]) -> Bounce | None:
+def bounce(native: str, item: dict[str, Any], where: str) -> Bounce | None:
+    # status and reason are the receiving server's words: kept as text whatever their type.
+    status, reason = prose(item.get("status")), prose(item.get("reason"))
     if native == "bounce":
-        kind = text(item.get("type"))
-        return Bounce(BOUNCE_CLASSES.get(kind), text(item.get("status")), text(item.get("reason")))
+        return Bounce(BOUNCE_CLASSES.get(text(item, "type", where)), status, reason)
     if native == "dropped":
         # Dropped before any attempt ("Bounced Address", "Unsubscribed Address", "Invalid"...).
-        return Bounce(None, text(item.get("status")), text(item.get("reason")))
+        return Bounce(None, status, reason)
     if native == "deferred":
-        return Bounce(None, None, text(item.get("response")))
+        return Bounce(None, None, prose(item.get("response")))
     return None
 
 
@@ -233,13 +224,6 @@ def machine_open(item: dict[str, Any]) -> tuple[bool | None, str | None, str | N
     if flag is False or flag == "false":
         return False, "provider_flag", None
     return None, None, None
-
-
-def text(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    value = str(value).strip()
-    return value or None
 
 
 ADAPTER = Adapter(name="sendgrid", verify=verify, parse=parse, max_body_bytes=MAX_BODY_BYTES)

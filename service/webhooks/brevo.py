@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -33,11 +33,15 @@ from service.webhooks.base import (
     Credentials,
     RawRecord,
     WebhookRequest,
-    from_epoch,
+    epoch_time,
     header,
     make_event,
     metadata_fields,
     parse_batch,
+    prose,
+    read_json,
+    shown,
+    text,
 )
 
 BEARER_PREFIX = "bearer:"
@@ -107,10 +111,7 @@ def basic_credentials(token: str) -> bytes:
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one Brevo POST (an event, or an array of them in batched mode) into events."""
-    try:
-        data = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"brevo: body is not JSON ({exc})") from exc
+    data = read_json(record.body, "brevo")
     if isinstance(data, dict) and "items" in data:
         raise ParseError("brevo: an inbound-parsing post reached the events webhook")
     # The batched shape is not shown in any source read: an array of the usual events is assumed.
@@ -119,23 +120,24 @@ def parse(record: RawRecord) -> list[Event]:
 
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | None:
-    name = item.get("event")
+    where = f"brevo: event {index}"
+    name = text(item, "event", where)
     if name in IGNORED_EVENTS:
         return None
-    if not isinstance(name, str) or name not in EVENT_TYPES:
-        raise ParseError(f"brevo: unknown event {name!r} (event {index})")
+    if name is None or name not in EVENT_TYPES:
+        raise ParseError(f"brevo: unknown event {shown(name)} (event {index})")
     kind = EVENT_TYPES[name]
-    email, msg_id = text(item.get("email")), message_id(item)
+    email, msg_id = text(item, "email", where), message_id(item, where)
     if email is None and msg_id is None:
         raise ParseError(f"brevo: {name} event {index} names neither a recipient nor a message")
-    meta = metadata_fields(lookup(item), record.metadata_keys)
+    meta = metadata_fields(lookup(item), record.metadata_keys, where)
     engaged = kind in (EventType.OPENED, EventType.CLICKED)
     machine, reason, agent = machine_flag(name)
     return make_event(
         record,
         native_type=name,
         type=kind,
-        occurred_at=occurred_at(item, name, index),
+        occurred_at=occurred_at(item, name, where),
         recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
         message_id=msg_id,
         # No event id exists (`id` is the webhook's): make_event derives one from the fields.
@@ -143,10 +145,10 @@ def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | 
         delivery_id=meta["delivery_id"],
         ab_version=meta["ab_version"],
         bounce=bounce(name, item),
-        url=text(item.get("link")) if kind is EventType.CLICKED else None,
+        url=text(item, "link", where) if kind is EventType.CLICKED else None,
         # sending_ip is Brevo's own outgoing address, never the reader's.
-        ip=text(item.get("ip")) if engaged else None,
-        user_agent=text(item.get("user_agent")) if engaged else None,
+        ip=text(item, "ip", where) if engaged else None,
+        user_agent=prose(item.get("user_agent")) if engaged else None,
         machine=machine,
         machine_reason=reason,
         agent_class=agent,
@@ -163,7 +165,7 @@ def machine_flag(name: str) -> tuple[bool | None, str | None, str | None]:
     return None, None, None
 
 
-def occurred_at(item: dict[str, Any], name: str, index: int) -> datetime:
+def occurred_at(item: dict[str, Any], name: str, where: str) -> datetime:
     """ts_epoch (UTC; milliseconds, or seconds as in some doc samples), else ts_event (UTC
     seconds). `date` is local time in the account's zone (CET/CEST by default), so never."""
     # The docs' proxy_open sample spells ts_epoch "s_epoch".
@@ -171,14 +173,13 @@ def occurred_at(item: dict[str, Any], name: str, index: int) -> datetime:
         value = epoch(item.get(key))
         if value is not None:
             if value >= MILLISECONDS_FROM:
-                return datetime.fromtimestamp(value // 1000, UTC) + timedelta(
-                    milliseconds=value % 1000
-                )
-            return from_epoch(value)
+                seconds = epoch_time(value // 1000, key, where)
+                return seconds + timedelta(milliseconds=value % 1000)
+            return epoch_time(value, key, where)
     value = epoch(item.get("ts_event"))
     if value is not None:
-        return from_epoch(value)
-    raise ParseError(f"brevo: {name} event {index} has neither ts_epoch nor ts_event")
+        return epoch_time(value, "ts_event", where)
+    raise ParseError(f"{where}: {name} has neither ts_epoch nor ts_event")
 
 
 def epoch(value: Any) -> int | None:
@@ -188,15 +189,15 @@ def epoch(value: Any) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     return None
 
 
-def message_id(item: dict[str, Any]) -> str | None:
+def message_id(item: dict[str, Any], where: str) -> str | None:
     """The Message-Id as the send API returns it (`<...@smtp-relay.mailin.fr>`); some payloads
     drop the angle brackets, which are put back."""
-    value = text(item.get("message-id"))
+    value = text(item, "message-id", where)
     if value and "@" in value and not value.startswith("<"):
         return f"<{value}>"
     return value
@@ -204,7 +205,8 @@ def message_id(item: dict[str, Any]) -> str | None:
 
 def bounce(name: str, item: dict[str, Any]) -> Bounce | None:
     # `reason` may start with a space (anymail's captures).
-    reason = text(item.get("reason"))
+    reason = prose(item.get("reason"))
+    reason = reason.strip() if reason else None
     if name in BOUNCE_CLASSES:
         return Bounce(BOUNCE_CLASSES[name], None, reason)
     if name in REASONED:
@@ -227,7 +229,7 @@ def lookup(item: dict[str, Any]) -> dict[str, Any]:
     tags = tag_list(item)
     if tags:
         meta.setdefault("tag", tags[0])
-    if text(item.get("template_id")):
+    if item.get("template_id") not in (None, ""):
         meta.setdefault("template_id", item["template_id"])
     return meta
 
@@ -246,15 +248,8 @@ def tag_list(item: dict[str, Any]) -> list[str]:
             tags = [tags]
     if not isinstance(tags, list):
         return []
-    return [t for t in (text(tag) for tag in tags) if t]
-
-
-def text(value: Any) -> str | None:
-    """A string field, or None when absent or empty; numbers become their decimal text."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    value = str(value).strip()
-    return value or None
+    # Tags only name an attribution id an account maps; one that is not text is left out.
+    return [tag.strip() for tag in tags if isinstance(tag, str) and tag.strip()]
 
 
 ADAPTER = Adapter(name="brevo", verify=verify, parse=parse)

@@ -25,8 +25,6 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
-
 from service.auth import address_allowed
 from service.errors import Forbidden, ParseError, Rejected
 from service.events import Bounce, Event, EventType, Recipient
@@ -38,7 +36,12 @@ from service.webhooks.base import (
     WebhookRequest,
     header,
     make_event,
+    mapping,
     metadata_fields,
+    prose,
+    read_json,
+    shown,
+    text,
 )
 
 TOKEN_PARAM = "token"
@@ -155,14 +158,14 @@ def automation(record: RawRecord, zone: ZoneInfo) -> list[Event]:
     }
     if email is None and not ids["contact_id"]:
         raise ParseError(f"inwise: {trigger} names neither contact[email] nor contact[id]")
-    meta = metadata_fields(ids, record.metadata_keys)
+    meta = metadata_fields(ids, record.metadata_keys, "inwise")
     engaged = kind in (EventType.OPENED, EventType.CLICKED)
     return [
         make_event(
             record,
             native_type=trigger,
             type=kind,
-            occurred_at=local_time(form.get("timestamp"), zone, "timeStamp"),
+            occurred_at=occurred_at(form.get("timestamp"), zone, "timeStamp"),
             recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
             # No message id: a message is a campaign sent to a contact, so the campaign tells two
             # messages apart; on a click, remarks (the link's number) tells two links to one URL.
@@ -198,48 +201,59 @@ def automation_bounce(kind: EventType, form: Mapping[str, str]) -> Bounce | None
 
 def transactional(record: RawRecord, zone: ZoneInfo) -> list[Event]:
     """The transactional webhook: one JSON event; key casing varies (`transaction_Id`)."""
-    try:
-        data = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"inwise: body is not JSON ({exc})") from exc
+    data = read_json(record.body, "inwise")
     if not isinstance(data, dict):
         raise ParseError("inwise: body is not a JSON object")
     item = lower_keys(data)
-    name = item.get("event")
-    if not isinstance(name, str) or name.lower() not in EVENT_TYPES:
-        raise ParseError(f"inwise: unknown transactional event {name!r}")
+    name = text(item, "event", "inwise")
+    if name is None or name.lower() not in EVENT_TYPES:
+        raise ParseError(f"inwise: unknown transactional event {shown(name)}")
     native = name.lower()
     kind = EVENT_TYPES[native]
-    extra = lower_keys(item.get("additional_data"))
-    email, msg_id = text(item.get("email")), text(item.get("transaction_id"))
+    extra = lower_keys(mapping(item, "additional_data", "inwise"))
+    email, msg_id = text(item, "email", "inwise"), text(item, "transaction_id", "inwise")
     if email is None and msg_id is None:
         raise ParseError(f"inwise: {native} names neither an email nor a transaction_id")
-    meta = metadata_fields(extra, record.metadata_keys)
+    meta = metadata_fields(extra, record.metadata_keys, "inwise")
+    link_id = text(extra, "link_id", "inwise: additional_data")
     return [
         make_event(
             record,
             native_type=native,
             type=kind,
-            occurred_at=local_time(item.get("created_at"), zone, "created_at"),
+            occurred_at=occurred_at(item.get("created_at"), zone, "created_at"),
             recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
             message_id=msg_id,
             # `id` is the webhook's (the same on every post), so it tells no events apart.
-            id_discriminator=text(extra.get("link_id")) if kind is EventType.CLICKED else None,
+            id_discriminator=link_id if kind is EventType.CLICKED else None,
             campaign_id=meta["campaign_id"],
             delivery_id=meta["delivery_id"],
             ab_version=meta["ab_version"],
             bounce=transactional_bounce(native, extra),
-            url=text(extra.get("link_text")) if kind is EventType.CLICKED else None,
+            url=(
+                text(extra, "link_text", "inwise: additional_data")
+                if kind is EventType.CLICKED
+                else None
+            ),
         )
     ]
 
 
 def transactional_bounce(native: str, extra: Mapping[str, Any]) -> Bounce | None:
     if native == "hard_bounce":
-        return Bounce("hard", None, text(extra.get("bounce_reason")))
+        return Bounce("hard", None, prose(extra.get("bounce_reason")))
     if native == "reject":
-        return Bounce(None, None, text(extra.get("reject_reason")))  # unsubscribe, bounced
+        return Bounce(None, None, prose(extra.get("reject_reason")))  # unsubscribe, bounced
     return None
+
+
+def occurred_at(value: Any, zone: ZoneInfo, field: str) -> datetime:
+    """`local_time`; a time that falls outside years 1-9999 once moved to UTC (year 1 east of
+    Greenwich, year 9999 west of it) is refused like any other unreadable time."""
+    try:
+        return local_time(value, zone, field)
+    except OverflowError as exc:
+        raise ParseError(f"inwise: {field} {shown(value)} is out of range") from exc
 
 
 def local_time(value: Any, zone: ZoneInfo, field: str) -> datetime:
@@ -270,13 +284,6 @@ def local_time(value: Any, zone: ZoneInfo, field: str) -> datetime:
 
 def lower_keys(value: Any) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def text(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    value = str(value).strip()
-    return value or None
 
 
 ADAPTER = Adapter(name="inwise", verify=verify, parse=parse)

@@ -9,7 +9,6 @@ Docs:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -22,10 +21,15 @@ from service.webhooks.base import (
     Credentials,
     RawRecord,
     WebhookRequest,
-    from_epoch,
+    epoch_time,
+    kind,
     make_event,
     metadata_fields,
     parse_batch,
+    prose,
+    read_json,
+    shown,
+    text,
     verify_basic,
 )
 
@@ -52,35 +56,33 @@ async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one Mailjet POST (a bare event, or an array when grouping is on) into events."""
-    try:
-        # orjson keeps integers up to 64 bits exact: MessageID exceeds 2^53, so it must never
-        # pass through a float.
-        data = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"mailjet: body is not JSON ({exc})") from exc
+    # orjson keeps integers up to 64 bits exact: MessageID exceeds 2^53, so it must never pass
+    # through a float.
+    data = read_json(record.body, "mailjet")
     batch = data if isinstance(data, list) else [data]
     return parse_batch(record, batch, "mailjet", parse_event)
 
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event:
-    name = item.get("event")
-    if not isinstance(name, str) or name not in EVENT_TYPES:
-        raise ParseError(f"mailjet: unknown event {name!r} (event {index})")
+    where = f"mailjet: event {index}"
+    name = text(item, "event", where)
+    if name is None or name not in EVENT_TYPES:
+        raise ParseError(f"mailjet: unknown event {shown(name)} (event {index})")
     kind, bounce = EVENT_TYPES[name], None
     if name == "bounce":
         kind, bounce = bounce_type(item)
     elif name == "blocked":
         bounce = Bounce(None, None, error_text(item))
-    email = text(item.get("email"))
+    email = text(item, "email", where)
     if email is None:
         raise ParseError(f"mailjet: {name} event {index} has no email")
-    meta = metadata_fields(lookup(item), record.metadata_keys)
+    meta = metadata_fields(lookup(item), record.metadata_keys, where)
     engaged = kind in (EventType.OPENED, EventType.CLICKED)
     return make_event(
         record,
         native_type=name,
         type=kind,
-        occurred_at=occurred_at(item, index),
+        occurred_at=epoch_time(item.get("time"), "time", where),
         recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
         message_id=message_id(item, index),
         # No event id exists: make_event derives one from message, recipient, type, time, url.
@@ -88,16 +90,16 @@ def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event:
         delivery_id=meta["delivery_id"],
         ab_version=meta["ab_version"],
         bounce=bounce,
-        url=text(item.get("url")) if kind is EventType.CLICKED else None,
-        ip=text(item.get("ip")) if engaged else None,
-        user_agent=text(item.get("agent")) if engaged else None,
+        url=text(item, "url", where) if kind is EventType.CLICKED else None,
+        ip=text(item, "ip", where) if engaged else None,
+        user_agent=prose(item.get("agent")) if engaged else None,
     )
 
 
 def bounce_type(item: dict[str, Any]) -> tuple[EventType, Bounce]:
     """`hard_bounce` decides the class; `blocked: true` only says Mailjet now blocks the address."""
     hard = item.get("hard_bounce")
-    error = text(item.get("error"))
+    error = prose(item.get("error"))
     if error is not None and error.lower() == GREYLISTED and hard is not True:
         return EventType.DEFERRED, Bounce(None, None, error_text(item))
     bounce_class = "hard" if hard is True else "soft" if hard is False else None
@@ -106,10 +108,10 @@ def bounce_type(item: dict[str, Any]) -> tuple[EventType, Bounce]:
 
 def error_text(item: dict[str, Any]) -> str | None:
     """`error_related_to: error` ("recipient: user unknown"), or the raw SMTP reply."""
-    related, error = text(item.get("error_related_to")), text(item.get("error"))
+    related, error = prose(item.get("error_related_to")), prose(item.get("error"))
     if error is not None:
         return f"{related}: {error}" if related else error
-    return text(item.get("smtp_reply"))
+    return prose(item.get("smtp_reply"))
 
 
 def message_id(item: dict[str, Any], index: int) -> str | None:
@@ -123,7 +125,9 @@ def message_id(item: dict[str, Any], index: int) -> str | None:
     if isinstance(value, float):
         # Only an integer wider than 64 bits becomes a float here: its digits are already lost.
         raise ParseError(f"mailjet: MessageID of event {index} is not an exact integer")
-    return text(item.get("mj_message_id"))
+    if value is not None and not isinstance(value, str):
+        raise ParseError(f"mailjet: event {index}: MessageID must be an integer, not {kind(value)}")
+    return text(item, "mj_message_id", f"mailjet: event {index}")
 
 
 def lookup(item: dict[str, Any]) -> dict[str, Any]:
@@ -141,27 +145,9 @@ def lookup(item: dict[str, Any]) -> dict[str, Any]:
     elif isinstance(payload, dict):
         meta.update(payload)
     for key in ("CustomID", "customcampaign", "mj_campaign_id", "mj_contact_id"):
-        if text(item.get(key)) not in (None, "0"):  # Mailjet sends 0 for "none"
+        if item.get(key) not in (None, "", 0, "0"):  # Mailjet sends 0 for "none"
             meta.setdefault(key, item[key])
     return meta
-
-
-def occurred_at(item: dict[str, Any], index: int) -> datetime:
-    value = item.get("time")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ParseError(f"mailjet: event {index} has no time")
-    try:
-        return from_epoch(value)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise ParseError(f"mailjet: time {value!r} of event {index} is not epoch seconds") from exc
-
-
-def text(value: Any) -> str | None:
-    """A string field, or None when absent or empty; numbers become their decimal text."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    value = str(value).strip()
-    return value or None
 
 
 ADAPTER = Adapter(name="mailjet", verify=verify, parse=parse)

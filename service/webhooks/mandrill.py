@@ -11,11 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from service.errors import ParseError, Rejected
 from service.events import Bounce, Event, EventType, Recipient
@@ -26,11 +26,17 @@ from service.webhooks.base import (
     HandshakeReply,
     RawRecord,
     WebhookRequest,
-    from_epoch,
+    epoch_time,
     header,
+    items,
     make_event,
+    mapping,
     metadata_fields,
     parse_batch,
+    prose,
+    read_json,
+    shown,
+    text,
 )
 
 # Mandrill "event" -> canonical type. Mandrill has no delivered event: "send" is the last word.
@@ -107,7 +113,7 @@ async def handshake(
 ) -> HandshakeReply | None:
     """Answer the empty batch Mandrill posts when a webhook is added (sent after verify)."""
     try:
-        empty = json.loads(form(request.body).get(FIELD, "null")) == []
+        empty = orjson.loads(form(request.body).get(FIELD, "null")) == []
     except ValueError:
         return None
     return HandshakeReply(200, {"ok": True}) if empty else None
@@ -116,11 +122,12 @@ async def handshake(
 def parse(record: RawRecord) -> list[Event]:
     """Turn one Mandrill POST into canonical events; sync and inbound events yield nothing."""
     try:
-        batch = json.loads(form(record.body)[FIELD])
-    except KeyError as exc:
-        raise ParseError(f"mandrill: no {FIELD} field in the form") from exc
+        fields = form(record.body)
     except ValueError as exc:
-        raise ParseError(f"mandrill: unreadable {FIELD} ({exc})") from exc
+        raise ParseError(f"mandrill: unreadable form ({exc})") from exc
+    if FIELD not in fields:
+        raise ParseError(f"mandrill: no {FIELD} field in the form")
+    batch = read_json(fields[FIELD], "mandrill", FIELD)
     if not isinstance(batch, list):
         raise ParseError(f"mandrill: {FIELD} is not a JSON array")
     return parse_batch(record, batch, "mandrill", parse_event)
@@ -128,59 +135,52 @@ def parse(record: RawRecord) -> list[Event]:
 
 def parse_event(record: RawRecord, item: dict[str, Any], index: int) -> Event | None:
     """One Mandrill event -> a canonical event, or None for sync and inbound events."""
-    name = item.get("event")
+    where = f"mandrill: event {index}"
+    name = text(item, "event", where)
     if name is None and "type" in item:
         return None  # a sync event (type blacklist/whitelist): a list change, not a message event
     if name in IGNORED_EVENTS:
         return None
-    if not isinstance(name, str) or name not in EVENT_TYPES:
-        raise ParseError(f"mandrill: unknown event {name!r} (event {index})")
+    if name is None or name not in EVENT_TYPES:
+        raise ParseError(f"mandrill: unknown event {shown(name)} (event {index})")
     msg = item.get("msg")
     if not isinstance(msg, dict):
         raise ParseError(f"mandrill: {name} event {index} has no msg object")
-    ids = metadata_fields(as_dict(msg.get("metadata")), record.metadata_keys)
+    ids = metadata_fields(mapping(msg, "metadata", f"{where}: msg"), record.metadata_keys, where)
     engagement = name in {"open", "click"}
     robot = engagement and is_robot(item)
     return make_event(
         record,
         native_type=name,
         type=EVENT_TYPES[name],
-        occurred_at=occurred_at(item, index),
-        recipient=Recipient(text(msg.get("email")), ids["contact_id"], ids["client_contact_id"]),
-        message_id=text(item.get("_id")) or text(msg.get("_id")),
+        # The top-level `ts` (integer epoch seconds) is the event's time; `msg.ts` is the send's.
+        occurred_at=epoch_time(item.get("ts"), "ts", where),
+        recipient=Recipient(
+            text(msg, "email", f"{where}: msg"), ids["contact_id"], ids["client_contact_id"]
+        ),
+        message_id=text(item, "_id", where) or text(msg, "_id", f"{where}: msg"),
         # No event id exists: make_event derives one from message, recipient, type, ts and url.
         campaign_id=ids["campaign_id"],
         delivery_id=ids["delivery_id"],
         ab_version=ids["ab_version"],
-        bounce=bounce(name, msg),
-        url=text(item.get("url")) if name == "click" else None,
-        ip=text(item.get("ip")) if engagement else None,
-        user_agent=text(item.get("user_agent")) if engagement else None,
+        bounce=bounce(name, msg, where),
+        url=text(item, "url", where) if name == "click" else None,
+        ip=text(item, "ip", where) if engagement else None,
+        user_agent=prose(item.get("user_agent")) if engagement else None,
         machine=True if robot else None,
         machine_reason="provider_flag" if robot else None,
         agent_class="scanner" if robot else None,
     )
 
 
-def occurred_at(item: Mapping[str, Any], index: int) -> datetime:
-    """The top-level `ts` (integer epoch seconds) is the event's time; `msg.ts` is the send's."""
-    ts = item.get("ts")
-    if isinstance(ts, bool) or not isinstance(ts, int | float | str):
-        raise ParseError(f"mandrill: event {index} has no ts")
-    try:
-        return from_epoch(ts)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise ParseError(f"mandrill: unreadable ts {ts!r} (event {index})") from exc
-
-
-def bounce(name: str, msg: Mapping[str, Any]) -> Bounce | None:
+def bounce(name: str, msg: Mapping[str, Any], where: str) -> Bounce | None:
     """Bounce class from the event name; code = Mandrill's bounce_description, reason = diag."""
     if name in BOUNCE_CLASSES:
-        description, diag = text(msg.get("bounce_description")), text(msg.get("diag"))
+        description, diag = prose(msg.get("bounce_description")), prose(msg.get("diag"))
         return Bounce(BOUNCE_CLASSES[name], description, diag)
     if name == "deferral":
-        attempts = [e for e in msg.get("smtp_events") or () if isinstance(e, dict)]
-        return Bounce(None, None, text(attempts[-1].get("diag"))) if attempts else None
+        attempts = items(msg, "smtp_events", f"{where}: msg", dict)
+        return Bounce(None, None, prose(attempts[-1].get("diag"))) if attempts else None
     return None
 
 
@@ -193,17 +193,6 @@ def is_robot(item: Mapping[str, Any]) -> bool:
     parsed = item.get("user_agent_parsed")
     agent_type = parsed.get("type") if isinstance(parsed, dict) else None
     return isinstance(agent_type, str) and agent_type.strip().lower() == "robot"
-
-
-def as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def text(value: Any) -> str | None:
-    """A string field, or None when absent or empty; numbers become their decimal text."""
-    if value is None or value == "" or isinstance(value, bool | dict | list):
-        return None
-    return str(value)
 
 
 ADAPTER = Adapter(name="mandrill", verify=verify, parse=parse, handshake=handshake)

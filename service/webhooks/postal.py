@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
 from typing import Any
 
-import orjson
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -31,10 +29,15 @@ from service.webhooks.base import (
     Credentials,
     RawRecord,
     WebhookRequest,
-    from_epoch,
+    epoch_time,
     header,
     make_event,
+    mapping,
     metadata_fields,
+    prose,
+    read_json,
+    shown,
+    text,
 )
 
 SHA256_HEADER = "x-postal-signature-256"
@@ -100,37 +103,37 @@ def load_key(secret: str) -> rsa.RSAPublicKey | None:
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one Postal POST into zero or one canonical event."""
-    try:
-        data = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"postal: body is not JSON ({exc})") from exc
+    data = read_json(record.body, "postal")
     if not isinstance(data, dict):
         raise ParseError("postal: body is not a JSON object")
-    name = data.get("event")
+    name = text(data, "event", "postal")
     if name is None and "rcpt_to" in data:
         raise ParseError("postal: an inbound message reached the events webhook")
     if name in IGNORED_EVENTS:
         return []
-    if not isinstance(name, str) or name not in EVENT_TYPES:
-        raise ParseError(f"postal: unknown event {name!r}")
-    payload = obj(data.get("payload"))
+    if name is None or name not in EVENT_TYPES:
+        raise ParseError(f"postal: unknown event {shown(name)}")
+    payload = mapping(data, "payload", "postal")
     # A bounce names the outgoing message as original_message; `bounce` is the incoming reply.
-    message = obj(payload.get("message") or payload.get("original_message"))
+    key = "message" if payload.get("message") else "original_message"
+    message = mapping(payload, key, "postal: payload")
     if message.get("direction") == "incoming":
         return []  # about mail Postal received (a route's HTTP endpoint failing), not sent
     kind = EVENT_TYPES[name]
-    email, msg_id = text(message.get("to")), text(message.get("id"))
+    where = f"postal: payload: {key}"
+    email, msg_id = text(message, "to", where), text(message, "id", where)
     if email is None and msg_id is None:
         raise ParseError(f"postal: {name} names neither a recipient nor a message")
-    meta = metadata_fields(lookup(message), record.metadata_keys)
+    meta = metadata_fields(lookup(message, where), record.metadata_keys, "postal")
     engaged = kind in (EventType.OPENED, EventType.CLICKED)
-    event_id = text(data.get("uuid"))
+    event_id = text(data, "uuid", "postal")
     return [
         make_event(
             record,
             native_type=name,
             type=kind,
-            occurred_at=occurred_at(data.get("timestamp"), name),
+            # The top-level `timestamp` (float epoch seconds) is the event's time.
+            occurred_at=epoch_time(data.get("timestamp"), "timestamp", f"postal: {name}"),
             recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
             # The send API answers `messages: {rcpt: {id, token}}`: the per-recipient id.
             message_id=msg_id,
@@ -140,9 +143,9 @@ def parse(record: RawRecord) -> list[Event]:
             delivery_id=meta["delivery_id"],
             ab_version=meta["ab_version"],
             bounce=bounce(name, payload),
-            url=text(payload.get("url")) if kind is EventType.CLICKED else None,
-            ip=text(payload.get("ip_address")) if engaged else None,
-            user_agent=text(payload.get("user_agent")) if engaged else None,
+            url=text(payload, "url", "postal: payload") if kind is EventType.CLICKED else None,
+            ip=text(payload, "ip_address", "postal: payload") if engaged else None,
+            user_agent=prose(payload.get("user_agent")) if engaged else None,
         )
     ]
 
@@ -150,38 +153,17 @@ def parse(record: RawRecord) -> list[Event]:
 def bounce(name: str, payload: dict[str, Any]) -> Bounce | None:
     """The remote server's answer (`output`) or Postal's description (`details`)."""
     if name == "MessageBounced":
-        return Bounce(None, None, text(obj(payload.get("bounce")).get("subject")))
+        return Bounce(None, None, prose(mapping(payload, "bounce", "postal").get("subject")))
     if name in BOUNCE_CLASSES or name == "MessageDelayed":
-        reason = text(payload.get("output")) or text(payload.get("details"))
+        reason = prose(payload.get("output")) or prose(payload.get("details"))
         return Bounce(BOUNCE_CLASSES.get(name), None, reason)
     return None
 
 
-def lookup(message: dict[str, Any]) -> dict[str, Any]:
+def lookup(message: dict[str, Any], where: str) -> dict[str, Any]:
     """Postal carries no per-message metadata; its tag can be mapped to an attribution id."""
-    tag = text(message.get("tag"))
+    tag = text(message, "tag", where)
     return {"tag": tag} if tag else {}
-
-
-def occurred_at(value: Any, name: str) -> datetime:
-    """The top-level `timestamp` (float epoch seconds) is the event's time."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ParseError(f"postal: {name} has no timestamp")
-    try:
-        return from_epoch(value)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise ParseError(f"postal: timestamp {value!r} is not epoch seconds") from exc
-
-
-def obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def text(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    value = str(value).strip()
-    return value or None
 
 
 ADAPTER = Adapter(name="postal", verify=verify, parse=parse)

@@ -7,21 +7,26 @@ types), postmarkapp.com/developer/api/webhooks-api (HttpAuth). Postmark signs no
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from typing import Any
 
 from service.errors import ParseError
-from service.events import Bounce, Event, EventType, Recipient, parse_time
+from service.events import Bounce, Event, EventType, Recipient
 from service.webhooks.base import (
     Adapter,
     Context,
     Credentials,
     RawRecord,
     WebhookRequest,
+    iso_time,
     make_event,
+    mapping,
     metadata_fields,
+    prose,
+    read_json,
+    shown,
+    text,
     verify_basic,
 )
 
@@ -88,12 +93,14 @@ async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one Postmark POST into zero or one canonical event."""
-    data = _load(record.body)
-    name = data.get("RecordType")
+    data = read_json(record.body, "postmark")
+    if not isinstance(data, dict):
+        raise ParseError("postmark: body is not a JSON object")
+    name = text(data, "RecordType", "postmark")
     if name not in RECORD_TYPES:
         if name in (None, "Inbound"):
             raise ParseError("postmark: an inbound message reached the events webhook")
-        raise ParseError(f"postmark: unknown RecordType {name!r}")
+        raise ParseError(f"postmark: unknown RecordType {shown(name)}")
     kind, time_field = RECORD_TYPES[name]
     bounce_class: str | None = None
     if name == "Bounce":
@@ -102,62 +109,57 @@ def parse(record: RawRecord) -> list[Event]:
         kind, bounce_class = _suppression(data)
     if kind is None:
         return []
-    email = data.get("Email") or data.get("Recipient")  # Email: Bounce, SpamComplaint
-    if not email and not data.get("MessageID"):
+    where = f"postmark: {name}"
+    # Email: Bounce, SpamComplaint; Recipient: the others.
+    email = text(data, "Email", where) or text(data, "Recipient", where)
+    message_id = text(data, "MessageID", where)
+    if not email and not message_id:
         raise ParseError(f"postmark: {name} names neither a recipient nor a message")
-    meta = metadata_fields(_lookup(data), record.metadata_keys)
-    event_id = None if data.get("ID") is None else str(data["ID"])  # an integer beyond 2^53
+    meta = metadata_fields(_lookup(data, where), record.metadata_keys, where)
+    event_id = text(data, "ID", where)  # an integer beyond 2^53, kept digit for digit
+    engaged = name in ("Open", "Click")
     return [
         make_event(
             record,
             native_type=name,
             type=kind,
             occurred_at=_time(data, time_field, record),
-            recipient=Recipient(email or None, meta["contact_id"], meta["client_contact_id"]),
-            message_id=data.get("MessageID"),
+            recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
+            message_id=message_id,
             provider_event_id=event_id,
             id_discriminator=event_id,  # Bounce/SpamComplaint ids are fixed for the record
             campaign_id=meta["campaign_id"],
             delivery_id=meta["delivery_id"],
             ab_version=meta["ab_version"],
             bounce=_bounce(data, bounce_class) if kind in BOUNCE_KINDS else None,
-            url=data.get("OriginalLink") if name == "Click" else None,
-            ip=_object(data, "Geo").get("IP") if name in ("Open", "Click") else None,
-            user_agent=data.get("UserAgent") if name in ("Open", "Click") else None,
+            url=text(data, "OriginalLink", where) if name == "Click" else None,
+            ip=text(mapping(data, "Geo", where), "IP", f"{where}: Geo") if engaged else None,
+            user_agent=prose(data.get("UserAgent")) if engaged else None,
         )
     ]
 
 
-def _load(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ParseError("postmark: body is not JSON") from exc
-    if not isinstance(data, dict):
-        raise ParseError("postmark: body is not a JSON object")
-    return data
-
-
 def _bounce_type(data: dict[str, Any]) -> tuple[EventType | None, str | None]:
-    name = data.get("Type")
+    name = text(data, "Type", "postmark: Bounce")
     if name not in BOUNCE_TYPES:
-        raise ParseError(f"postmark: unknown bounce Type {name!r}")
+        raise ParseError(f"postmark: unknown bounce Type {shown(name)}")
     return BOUNCE_TYPES[name] or (None, None)
 
 
 def _suppression(data: dict[str, Any]) -> tuple[EventType | None, str | None]:
     if data.get("SuppressSending") is not True:
         return None, None  # a reactivation: the address may be mailed again
-    reason = data.get("SuppressionReason")
+    reason = text(data, "SuppressionReason", "postmark: SubscriptionChange")
     if reason not in SUPPRESSION_REASONS:
-        raise ParseError(f"postmark: unknown SuppressionReason {reason!r}")
+        raise ParseError(f"postmark: unknown SuppressionReason {shown(reason)}")
     return SUPPRESSION_REASONS[reason]
 
 
 def _bounce(data: dict[str, Any], bounce_class: str | None) -> Bounce:
-    code = data.get("TypeCode")
-    reason = data.get("Details") or data.get("Description") or data.get("SuppressionReason")
-    return Bounce(bounce_class, None if code is None else str(code), reason or None)
+    # The receiving server's words and Postmark's: kept as text whatever their JSON type.
+    reason = prose(data.get("Details")) or prose(data.get("Description"))
+    reason = reason or prose(data.get("SuppressionReason"))
+    return Bounce(bounce_class, prose(data.get("TypeCode")), reason)
 
 
 def _time(data: dict[str, Any], field: str, record: RawRecord) -> datetime:
@@ -166,25 +168,17 @@ def _time(data: dict[str, Any], field: str, record: RawRecord) -> datetime:
         # Some bounce records (Type Unsubscribe) come without BouncedAt or Email (anymail #447):
         # the time Mailfold received them is the closest known.
         return record.received_at
-    if not isinstance(value, str):
-        raise ParseError(f"postmark: {data.get('RecordType')} has no {field}")
-    try:
-        return parse_time(_FRACTION.sub(r"\1", value))
-    except ValueError as exc:
-        raise ParseError(f"postmark: {field} {value!r} is not ISO-8601") from exc
+    if isinstance(value, str):
+        value = _FRACTION.sub(r"\1", value)
+    return iso_time(value, field, f"postmark: {data.get('RecordType')}")
 
 
-def _lookup(data: dict[str, Any]) -> dict[str, Any]:
+def _lookup(data: dict[str, Any], where: str) -> dict[str, Any]:
     """Metadata, plus the message's Tag under "Tag" so an account may map an id to it."""
-    meta = dict(_object(data, "Metadata"))
+    meta = dict(mapping(data, "Metadata", where))
     if data.get("Tag"):
         meta.setdefault("Tag", data["Tag"])
     return meta
-
-
-def _object(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key)
-    return value if isinstance(value, dict) else {}
 
 
 ADAPTER = Adapter(name="postmark", verify=verify, parse=parse)

@@ -8,14 +8,15 @@ sparkpost.com/docs/user-guide/comparing-data (webhook vs Events API timestamps).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from service.errors import ParseError
-from service.events import Bounce, Event, EventType, Recipient, parse_time
+from service.events import Bounce, Event, EventType, Recipient
 from service.webhooks.base import (
     Adapter,
     Context,
@@ -23,9 +24,15 @@ from service.webhooks.base import (
     HandshakeReply,
     RawRecord,
     WebhookRequest,
-    from_epoch,
+    epoch_time,
+    iso_time,
     make_event,
+    mapping,
     metadata_fields,
+    prose,
+    read_json,
+    shown,
+    text,
     verify_basic,
 )
 
@@ -106,8 +113,8 @@ async def handshake(
 ) -> HandshakeReply | None:
     """Answer SparkPost's validation batch `[{"msys": {}}]` (sent after verify has passed)."""
     try:
-        batch = json.loads(request.body)
-    except ValueError:
+        batch = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
         return None
     if isinstance(batch, list) and batch and all(item == {"msys": {}} for item in batch):
         return HandshakeReply(200, {"ok": True})
@@ -116,10 +123,7 @@ async def handshake(
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one SparkPost batch into canonical events; pings and ignored types yield nothing."""
-    try:
-        batch = json.loads(record.body)
-    except ValueError as exc:
-        raise ParseError(f"sparkpost: body is not JSON ({exc})") from exc
+    batch = read_json(record.body, "sparkpost")
     if not isinstance(batch, list):
         raise ParseError("sparkpost: body is not a JSON array")
     events = []
@@ -151,42 +155,45 @@ def parse_event(
     record: RawRecord, event_class: str, event: dict[str, Any], index: int
 ) -> Event | None:
     """One unwrapped SparkPost event -> a canonical event, or None when dropped on purpose."""
-    name = event.get("type")
+    where = f"sparkpost: item {index}"
+    name = text(event, "type", where)
     if event_class in IGNORED_CLASSES or name in IGNORED_TYPES:
         return None
-    if not isinstance(name, str) or name not in EVENT_TYPES:
-        raise ParseError(f"sparkpost: unknown event type {name!r} in {event_class} (item {index})")
+    if name is None or name not in EVENT_TYPES:
+        raise ParseError(
+            f"sparkpost: unknown event type {shown(name)} in {shown(event_class)} (item {index})"
+        )
     kind, bounce = EVENT_TYPES[name], None
     if name in BOUNCE_TYPES:
-        bounce_class = text(event.get("bounce_class"))
+        bounce_class = text(event, "bounce_class", where)
         if bounce_class in ADMIN_CLASSES:
             kind = EventType.DROPPED
         bounce = detail(event, classify(bounce_class))
     elif name in DETAIL_TYPES:
         bounce = detail(event, None)
-    meta = merged_metadata(event)
-    ids = metadata_fields(meta, record.metadata_keys)
+    meta = merged_metadata(event, where)
+    ids = metadata_fields(meta, record.metadata_keys, where)
     engagement = name in ENGAGEMENT_TYPES
-    event_id = text(event.get("event_id"))
+    event_id = text(event, "event_id", where)
     return make_event(
         record,
         native_type=name,
         type=kind,
-        occurred_at=occurred_at(event.get("timestamp"), index),
+        occurred_at=occurred_at(event.get("timestamp"), where),
         recipient=Recipient(
-            text(event.get("rcpt_to")), ids["contact_id"], ids["client_contact_id"]
+            text(event, "rcpt_to", where), ids["contact_id"], ids["client_contact_id"]
         ),
-        message_id=text(event.get("transmission_id")),
+        message_id=text(event, "transmission_id", where),
         provider_event_id=event_id,
         id_discriminator=event_id,  # "uniquely identifies a given event", stable across retries
         campaign_id=ids["campaign_id"],
         delivery_id=ids["delivery_id"],
         ab_version=ids["ab_version"],
         bounce=bounce,
-        url=text(event.get("target_link_url")) if name in {"click", "amp_click"} else None,
+        url=text(event, "target_link_url", where) if name in {"click", "amp_click"} else None,
         # On message events ip_address is the receiving MX; only on opens/clicks is it the reader.
-        ip=text(event.get("ip_address")) if engagement else None,
-        user_agent=text(event.get("user_agent")) if engagement else None,
+        ip=text(event, "ip_address", where) if engagement else None,
+        user_agent=prose(event.get("user_agent")) if engagement else None,
     )
 
 
@@ -201,40 +208,21 @@ def classify(bounce_class: str | None) -> str | None:
 
 def detail(event: Mapping[str, Any], bounce_class: str | None) -> Bounce:
     """The remote server's code and its unredacted answer (`reason` masks the address)."""
-    reason = text(event.get("raw_reason")) or text(event.get("reason"))
-    return Bounce(bounce_class, text(event.get("error_code")), reason)
+    reason = prose(event.get("raw_reason")) or prose(event.get("reason"))
+    return Bounce(bounce_class, prose(event.get("error_code")), reason)
 
 
-def merged_metadata(event: Mapping[str, Any]) -> dict[str, Any]:
+def merged_metadata(event: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Transmission `metadata` overlaid by the recipient's own `rcpt_meta`, which wins."""
-    merged: dict[str, Any] = {}
-    for key in ("metadata", "rcpt_meta"):
-        value = event.get(key)
-        if isinstance(value, dict):
-            merged.update(value)
-    return merged
+    return {**mapping(event, "metadata", where), **mapping(event, "rcpt_meta", where)}
 
 
-def occurred_at(value: Any, index: int) -> datetime:
+def occurred_at(value: Any, where: str) -> datetime:
     """Webhook timestamps are epoch seconds as a string ("1454442600"); accept a bare number
     and the Events API's ISO form too, both seen in published payloads."""
-    try:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return from_epoch(value)
-        if isinstance(value, str) and EPOCH.fullmatch(value.strip()):
-            return from_epoch(value.strip())
-        if isinstance(value, str):
-            return parse_time(value)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise ParseError(f"sparkpost: unreadable timestamp {value!r} (item {index})") from exc
-    raise ParseError(f"sparkpost: missing timestamp (item {index})")
-
-
-def text(value: Any) -> str | None:
-    """A string field, or None when absent or empty; numbers become their decimal text."""
-    if value is None or value == "" or isinstance(value, bool | dict | list):
-        return None
-    return str(value)
+    if isinstance(value, str) and not EPOCH.fullmatch(value.strip()):
+        return iso_time(value, "timestamp", where)
+    return epoch_time(value, "timestamp", where)
 
 
 ADAPTER = Adapter(name="sparkpost", verify=verify, parse=parse, handshake=handshake)

@@ -8,14 +8,12 @@ notification-examples). The SNS envelope and its signature: service/webhooks/sns
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
 from service.errors import ParseError, Rejected, Unavailable
-from service.events import Bounce, Event, EventType, Recipient, parse_time
+from service.events import Bounce, Event, EventType, Recipient
 from service.webhooks import sns
 from service.webhooks.base import (
     Adapter,
@@ -24,8 +22,15 @@ from service.webhooks.base import (
     HandshakeReply,
     RawRecord,
     WebhookRequest,
+    iso_time,
+    items,
     make_event,
+    mapping,
     metadata_fields,
+    prose,
+    read_json,
+    shown,
+    text,
 )
 
 # SES `eventType` (event publishing) or `notificationType` (identity notifications) -> canonical
@@ -118,21 +123,25 @@ def parse(record: RawRecord) -> list[Event]:
     envelope, message = _ses_message(record.body)
     if message is None:
         return []
-    name = message.get("eventType") or message.get("notificationType")
+    name = text(message, "eventType", "ses") or text(message, "notificationType", "ses")
     if name in IGNORED_NOTIFICATIONS:
         return []
     if name == "Received":
         raise ParseError("ses: an inbound (Received) notification reached the events webhook")
-    if name not in EVENT_TYPES:
-        raise ParseError(f"ses: unknown event {name!r}")
+    if name is None or name not in EVENT_TYPES:
+        raise ParseError(f"ses: unknown event {shown(name)}")
     canonical, detail_key = EVENT_TYPES[name]
-    mail = _object(message, "mail")
-    detail = _object(message, detail_key)
-    occurred_at = _time(mail if name in MAIL_TIMED else detail, name)
+    where = f"ses: {name}"
+    mail = mapping(message, "mail", where)
+    detail = mapping(message, detail_key, where)
+    timed = (mail, "mail") if name in MAIL_TIMED else (detail, detail_key)
+    occurred_at = iso_time(timed[0].get("timestamp"), "timestamp", f"{where}: {timed[1]}")
     rows = [row for row in _rows(name, canonical, detail, mail) if row[0]]
     if not rows and name != "Subscription":
         raise ParseError(f"ses: {name} names no recipients")
-    meta = metadata_fields(_first_values(mail.get("tags")), record.metadata_keys)
+    tags = _first_values(mapping(mail, "tags", f"{where}: mail"))
+    meta = metadata_fields(tags, record.metadata_keys, f"{where}: mail.tags")
+    engaged = name in ("Open", "Click")
     return [
         make_event(
             record,
@@ -140,18 +149,18 @@ def parse(record: RawRecord) -> list[Event]:
             type=kind,
             occurred_at=occurred_at,
             recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
-            message_id=mail.get("messageId"),
+            message_id=text(mail, "messageId", f"{where}: mail"),
             # Retries keep the SNS MessageId, but one id covers every recipient of the message;
             # it is not folded into event_id, so the same event published twice (identity
             # notification and event publishing) still gets one id.
-            provider_event_id=envelope.get("MessageId"),
+            provider_event_id=text(envelope, "MessageId", "ses"),
             campaign_id=meta["campaign_id"],
             delivery_id=meta["delivery_id"],
             ab_version=meta["ab_version"],
             bounce=bounce,
-            url=detail.get("link") if name == "Click" else None,
-            ip=detail.get("ipAddress") if name in ("Open", "Click") else None,
-            user_agent=detail.get("userAgent") if name in ("Open", "Click") else None,
+            url=text(detail, "link", where) if name == "Click" else None,
+            ip=text(detail, "ipAddress", where) if engaged else None,
+            user_agent=prose(detail.get("userAgent")) if engaged else None,
         )
         for email, kind, bounce in rows
     ]
@@ -163,17 +172,14 @@ def _ses_message(body: bytes) -> tuple[dict[str, Any], dict[str, Any] | None]:
         envelope = sns.load_envelope(body)
     except sns.EnvelopeError as exc:
         raise ParseError(f"ses: {exc}") from exc
-    text = envelope.get("Message")
+    content = envelope.get("Message")
     if envelope["Type"] != "Notification":
         return envelope, None
-    if not isinstance(text, str):
+    if not isinstance(content, str):
         raise ParseError("ses: notification has no Message")
-    if text.strip().startswith(SETUP_NOTICE):
+    if content.strip().startswith(SETUP_NOTICE):
         return envelope, None
-    try:
-        message = json.loads(text)  # a JSON document inside a JSON string
-    except ValueError as exc:
-        raise ParseError("ses: Message is not JSON") from exc
+    message = read_json(content, "ses", "Message")  # a JSON document inside a JSON string
     if not isinstance(message, dict):
         raise ParseError("ses: Message is not a JSON object")
     return envelope, message
@@ -186,6 +192,7 @@ def _rows(
     name: str, kind: EventType, detail: Mapping[str, Any], mail: Mapping[str, Any]
 ) -> list[Row]:
     """(recipient, type, bounce) for each recipient the event concerns."""
+    where = f"ses: {name}"
     bounce: Bounce | None = None
     if name == "Bounce":
         return _bounced(detail)
@@ -193,98 +200,85 @@ def _rows(
         if detail.get("complaintSubType") == "OnAccountSuppressionList":
             # SES accepted the message but never sent it: the address is suppressed.
             kind, bounce = EventType.DROPPED, Bounce(None, None, "OnAccountSuppressionList")
-        recipients = _list(detail.get("complainedRecipients"))
-        return [(_address(r.get("emailAddress")), kind, bounce) for r in recipients]
+        recipients = items(detail, "complainedRecipients", where, dict)
+        return [(_address(r, "emailAddress", where), kind, bounce) for r in recipients]
     if name == "DeliveryDelay":
         return [
-            (_address(r.get("emailAddress")), kind, _delay(r, detail))
-            for r in _list(detail.get("delayedRecipients"))
+            (_address(r, "emailAddress", where), kind, _delay(r, detail))
+            for r in items(detail, "delayedRecipients", where, dict)
         ]
     if name == "Delivery":
-        return [(_address(r), kind, None) for r in _list(detail.get("recipients"), str)]
+        return [(_parsed(r), kind, None) for r in items(detail, "recipients", where, str)]
     if name == "Subscription" and not _unsubscribes(detail):
         return []
     if kind is EventType.DROPPED:  # Reject, Rendering Failure
-        bounce = Bounce(None, None, detail.get("reason") or detail.get("errorMessage"))
+        bounce = Bounce(
+            None, None, prose(detail.get("reason")) or prose(detail.get("errorMessage"))
+        )
     # Send, Reject, Rendering Failure, Open, Click, Subscription: SES does not say which of the
     # message's recipients it concerns, so each destination gets one.
-    return [(_address(r), kind, bounce) for r in _list(mail.get("destination"), str)]
+    return [(_parsed(r), kind, bounce) for r in items(mail, "destination", f"{where}: mail", str)]
 
 
 def _bounced(detail: Mapping[str, Any]) -> list[Row]:
     kind = EventType.BOUNCED
-    bounce_class = BOUNCE_CLASSES.get(detail.get("bounceType", ""))
-    if detail.get("bounceSubType") in SUPPRESSED:
+    bounce_type = text(detail, "bounceType", "ses: Bounce")
+    sub_type = text(detail, "bounceSubType", "ses: Bounce")
+    bounce_class = BOUNCE_CLASSES.get(bounce_type or "")
+    if sub_type in SUPPRESSED:
         kind, bounce_class = EventType.DROPPED, None
+    # Without a diagnostic the reason is SES's own classification, "Permanent/General".
+    summary = "/".join(filter(None, (bounce_type, sub_type))) or None
     return [
-        (_address(r.get("emailAddress")), kind, _bounce(bounce_class, r, detail))
-        for r in _list(detail.get("bouncedRecipients"))
+        (_address(r, "emailAddress", "ses: Bounce"), kind, _bounce(bounce_class, r, summary))
+        for r in items(detail, "bouncedRecipients", "ses: Bounce", dict)
     ]
 
 
 def _delay(recipient: Mapping[str, Any], delay: Mapping[str, Any]) -> Bounce:
-    return Bounce(
-        None, recipient.get("status"), recipient.get("diagnosticCode") or delay.get("delayType")
-    )
+    reason = prose(recipient.get("diagnosticCode")) or prose(delay.get("delayType"))
+    return Bounce(None, prose(recipient.get("status")), reason)
 
 
-def _bounce(
-    bounce_class: str | None, recipient: Mapping[str, Any], bounce: Mapping[str, Any]
-) -> Bounce:
-    reason = recipient.get("diagnosticCode")
-    if not reason:
-        reason = "/".join(filter(None, (bounce.get("bounceType"), bounce.get("bounceSubType"))))
-    return Bounce(bounce_class, recipient.get("status"), reason or None)
+def _bounce(bounce_class: str | None, recipient: Mapping[str, Any], summary: str | None) -> Bounce:
+    reason = prose(recipient.get("diagnosticCode")) or summary
+    return Bounce(bounce_class, prose(recipient.get("status")), reason)
 
 
 def _unsubscribes(subscription: Mapping[str, Any]) -> bool:
     """Unsubscribed from everything, or newly opted out of a topic (a List-Unsubscribe click)."""
-    new = _object(subscription, "newTopicPreferences")
+    where = "ses: Subscription"
+    new = mapping(subscription, "newTopicPreferences", where)
     if new.get("unsubscribeAll") is True:
         return True
-    old = _object(subscription, "oldTopicPreferences")
-    opted_out_before = {
-        t.get("topicName")
-        for t in _list(old.get("topicSubscriptionStatus"))
-        if t.get("subscriptionStatus") == "OptOut"
+    old = mapping(subscription, "oldTopicPreferences", where)
+    opted_out_before = _opted_out(old, f"{where}: oldTopicPreferences")
+    return bool(_opted_out(new, f"{where}: newTopicPreferences") - opted_out_before)
+
+
+def _opted_out(preferences: Mapping[str, Any], where: str) -> set[str | None]:
+    """The topics `preferences` opts out of."""
+    statuses = items(preferences, "topicSubscriptionStatus", where, dict)
+    return {
+        text(t, "topicName", where)
+        for t in statuses
+        if text(t, "subscriptionStatus", where) == "OptOut"
     }
-    return any(
-        t.get("subscriptionStatus") == "OptOut" and t.get("topicName") not in opted_out_before
-        for t in _list(new.get("topicSubscriptionStatus"))
-    )
 
 
-def _time(obj: Mapping[str, Any], name: str) -> datetime:
-    value = obj.get("timestamp")
-    if not isinstance(value, str):
-        raise ParseError(f"ses: {name} has no timestamp")
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise ParseError(f"ses: {name} timestamp {value!r} is not ISO-8601") from exc
-
-
-def _first_values(tags: Any) -> dict[str, Any]:
+def _first_values(tags: Mapping[str, Any]) -> dict[str, Any]:
     """SES message tags map each name to a list of values; the first one is the value."""
-    if not isinstance(tags, dict):
-        return {}
     return {k: v[0] if isinstance(v, list) else v for k, v in tags.items() if v != []}
 
 
-def _address(value: Any) -> str | None:
+def _address(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = text(obj, key, where)
+    return _parsed(value) if value else None
+
+
+def _parsed(value: str) -> str | None:
     """The bare address, also where a list holds `Name <addr>`."""
-    if not isinstance(value, str):
-        return None
-    return parseaddr(value)[1] or value
-
-
-def _object(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = parent.get(key)
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any, item: type = dict) -> list[Any]:
-    return [v for v in value if isinstance(v, item)] if isinstance(value, list) else []
+    return parseaddr(value)[1] or value.strip() or None
 
 
 ADAPTER = Adapter(name="ses", verify=verify, parse=parse, handshake=handshake)

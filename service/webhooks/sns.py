@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -66,10 +66,11 @@ class EnvelopeError(ValueError):
 
 
 def load_envelope(body: bytes) -> dict[str, Any]:
-    """The SNS envelope of a POST body (SNS posts JSON as text/plain)."""
+    """The SNS envelope of a POST body (SNS posts JSON as text/plain), read strictly: orjson
+    refuses a lone surrogate that the standard library's `json` would let through."""
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise EnvelopeError("body is not an SNS JSON envelope") from exc
     if not isinstance(data, dict):
         raise EnvelopeError("body is not an SNS JSON envelope")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
 from email.utils import getaddresses
 from typing import Any
 
@@ -28,10 +27,21 @@ from service.webhooks.base import (
     Nonce,
     RawRecord,
     WebhookRequest,
+    epoch_time,
     from_epoch,
     make_event,
+    mapping,
     metadata_fields,
+    prose,
+    read_json,
+    shown,
+    text,
 )
+
+# Where a ParseError says a field was found.
+WHERE = "mailgun: event-data"
+CLIENT = f"{WHERE}: client-info"
+HEADERS = f"{WHERE}: message.headers"
 
 # Mailgun "event-data.event" -> canonical type. "failed" is split by severity and reason below.
 EVENT_TYPES: dict[str, EventType] = {
@@ -112,32 +122,29 @@ def signature_fields(body: bytes) -> tuple[str, str, str]:
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one Mailgun POST into canonical events (zero or one)."""
-    try:
-        data = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"mailgun: body is not JSON ({exc})") from exc
+    data = read_json(record.body, "mailgun")
     item = data.get("event-data") if isinstance(data, dict) else None
     if not isinstance(item, dict):
         raise ParseError("mailgun: body has no event-data object")
-    name = item.get("event")
-    if not isinstance(name, str):
+    name = text(item, "event", WHERE)
+    if name is None:
         raise ParseError("mailgun: event-data has no event name")
     if name in IGNORED_EVENTS:
         return []
     type_ = failed_type(item) if name == "failed" else EVENT_TYPES.get(name)
     if type_ is None:
-        raise ParseError(f"mailgun: unknown event {name!r}")
-    meta = metadata_fields(user_variables(item), record.metadata_keys)
+        raise ParseError(f"mailgun: unknown event {shown(name)}")
+    meta = metadata_fields(user_variables(item), record.metadata_keys, WHERE)
     engaged = type_ in (EventType.OPENED, EventType.CLICKED)
-    client = obj(item.get("client-info"))
+    client = mapping(item, "client-info", WHERE)
     machine, reason, agent = machine_flag(client) if engaged else (None, None, None)
-    event_id = text(item.get("id"))
+    event_id = text(item, "id", WHERE)
     return [
         make_event(
             record,
             native_type=name,
             type=type_,
-            occurred_at=occurred_at(item),
+            occurred_at=epoch_time(item.get("timestamp"), "timestamp", WHERE),
             recipient=Recipient(recipient(item), meta["contact_id"], meta["client_contact_id"]),
             message_id=message_id(item),
             provider_event_id=event_id,
@@ -148,9 +155,9 @@ def parse(record: RawRecord) -> list[Event]:
             delivery_id=meta["delivery_id"],
             ab_version=meta["ab_version"],
             bounce=bounce(type_, item),
-            url=text(item.get("url")) if type_ is EventType.CLICKED else None,
-            ip=(text(item.get("ip")) or text(client.get("ip"))) if engaged else None,
-            user_agent=text(client.get("user-agent")) if engaged else None,
+            url=text(item, "url", WHERE) if type_ is EventType.CLICKED else None,
+            ip=(text(item, "ip", WHERE) or text(client, "ip", CLIENT)) if engaged else None,
+            user_agent=prose(client.get("user-agent")) if engaged else None,
             machine=machine,
             machine_reason=reason,
             agent_class=agent,
@@ -175,14 +182,16 @@ def failed_type(item: dict[str, Any]) -> EventType:
 def bounce(type_: EventType, item: dict[str, Any]) -> Bounce | None:
     if type_ not in (EventType.BOUNCED, EventType.DEFERRED, EventType.DROPPED):
         return None
-    status, reject = obj(item.get("delivery-status")), obj(item.get("reject"))
+    status = mapping(item, "delivery-status", WHERE)
+    reject = mapping(item, "reject", WHERE)
+    # The receiving server's words: kept as text whatever their JSON type.
     reason = (
-        text(status.get("message"))
-        or text(status.get("description"))
-        or text(reject.get("reason"))
-        or text(item.get("reason"))
+        prose(status.get("message"))
+        or prose(status.get("description"))
+        or prose(reject.get("reason"))
+        or prose(item.get("reason"))
     )
-    code = text(status.get("code"))
+    code = prose(status.get("code"))
     return Bounce("hard" if type_ is EventType.BOUNCED else None, code, reason)
 
 
@@ -207,47 +216,27 @@ def user_variables(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def headers(item: dict[str, Any]) -> dict[str, Any]:
-    return obj(obj(item.get("message")).get("headers"))
+    return mapping(mapping(item, "message", WHERE), "headers", f"{WHERE}: message")
 
 
 def message_id(item: dict[str, Any]) -> str | None:
     """The Message-Id as the send API returns it: webhooks drop the <>, the API keeps them."""
-    value = text(headers(item).get("message-id"))
+    value = text(headers(item), "message-id", HEADERS)
     if value is None:
         return None
     return value if value.startswith("<") else f"<{value}>"
 
 
 def recipient(item: dict[str, Any]) -> str:
-    value = text(item.get("recipient"))
+    value = text(item, "recipient", WHERE)
     if value:
         return value
     # "rejected" events name no recipient; the To header does when it holds one address.
-    addresses = [addr for _, addr in getaddresses([str(headers(item).get("to") or "")]) if addr]
+    to = text(headers(item), "to", HEADERS) or ""
+    addresses = [addr for _, addr in getaddresses([to]) if addr]
     if len(addresses) != 1:
         raise ParseError(f"mailgun: {item.get('event')} event names no single recipient")
     return addresses[0]
-
-
-def occurred_at(item: dict[str, Any]) -> datetime:
-    value = item.get("timestamp")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ParseError("mailgun: event-data has no timestamp")
-    try:
-        return from_epoch(value)
-    except (ValueError, OverflowError, OSError) as exc:
-        raise ParseError(f"mailgun: timestamp {value!r} is not epoch seconds") from exc
-
-
-def obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def text(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    value = str(value).strip()
-    return value or None
 
 
 ADAPTER = Adapter(name="mailgun", verify=verify, parse=parse, nonce=nonce)

@@ -10,7 +10,7 @@ CREATE TEMP TABLE IF NOT EXISTS incoming (
     bounce_class text, bounce_code text, bounce_reason text, url text, ip text, user_agent text,
     machine boolean, machine_reason text, agent_class text, ab_version text,
     amount numeric(20, 4), currency text, name text, payload jsonb, provider_event_id text,
-    received_at timestamptz
+    received_at timestamptz, occurred_at_estimated boolean
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS fresh (LIKE incoming) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS marked (
@@ -53,7 +53,8 @@ resolved AS (
            d.message_id, d.recipient_key, d.email, d.contact_id, d.client_contact_id,
            d.first_name, d.surname, d.bounce_class, d.bounce_code, d.bounce_reason, d.url, d.ip,
            d.user_agent, d.machine, d.machine_reason, d.agent_class, d.ab_version, d.amount,
-           d.currency, d.name, d.payload, d.provider_event_id, d.received_at
+           d.currency, d.name, d.payload, d.provider_event_id, d.received_at,
+           d.occurred_at_estimated
     FROM dedup d
     -- looked up only for the events that lack a delivery (a primary-key probe each; a plain
     -- join would hash the whole table for every batch)
@@ -74,7 +75,7 @@ inserted AS (
                         client_contact_id, first_name, surname, bounce_class, bounce_code,
                         bounce_reason, url, ip, user_agent, machine, machine_reason, agent_class,
                         ab_version, amount, currency, name, payload, provider_event_id,
-                        received_at)
+                        received_at, occurred_at_estimated)
     SELECT * FROM resolved r
     WHERE NOT EXISTS (
         SELECT 1 FROM events e
@@ -83,7 +84,7 @@ inserted AS (
               delivery_id, message_id, recipient_key, email, contact_id, client_contact_id,
               first_name, surname, bounce_class, bounce_code, bounce_reason, url, ip, user_agent,
               machine, machine_reason, agent_class, ab_version, amount, currency, name, payload,
-              provider_event_id, received_at
+              provider_event_id, received_at, occurred_at_estimated
 )
 INSERT INTO fresh SELECT * FROM inserted WHERE delivery_id IS NOT NULL;
 

@@ -102,6 +102,9 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (event_id, occurred_at)
 ) PARTITION BY RANGE (occurred_at);
 ALTER TABLE events ADD COLUMN IF NOT EXISTS overridden jsonb;
+-- true when the provider's event time could not be read and occurred_at is when Mailfold
+-- received the event (inwise documents a month 15)
+ALTER TABLE events ADD COLUMN IF NOT EXISTS occurred_at_estimated boolean NOT NULL DEFAULT false;
 
 DO $$
 DECLARE y int;

@@ -89,6 +89,8 @@ class Event:
     # and the version of the rules that decided `machine`.
     provider_machine: bool | None = None
     classifier_version: str | None = None
+    # True when the provider's time could not be read: occurred_at is then received_at.
+    occurred_at_estimated: bool = False
 
     def key(self) -> bytes:
         """The Kafka key on mailfold.events: a recipient of a delivery stays in one partition."""
@@ -221,6 +223,8 @@ def to_dict(event: Event) -> dict[str, Any]:
     if event.classifier_version is not None:
         out["provider_machine"] = event.provider_machine
         out["classifier_version"] = event.classifier_version
+    if event.occurred_at_estimated:
+        out["occurred_at_estimated"] = True
     if event.conversion is not None:
         out["conversion"] = {
             "amount": str(event.conversion.amount),
@@ -278,4 +282,5 @@ def decode(data: bytes) -> Event:
         payload=raw.get("payload"),
         provider_machine=raw.get("provider_machine"),
         classifier_version=raw.get("classifier_version"),
+        occurred_at_estimated=raw.get("occurred_at_estimated") or False,
     )

@@ -48,6 +48,7 @@ COLUMNS = (
     "payload",
     "provider_event_id",
     "received_at",
+    "occurred_at_estimated",
 )
 
 # Identifiers are indexed together (link_stats' key is account, delivery, url and recipient), and
@@ -194,6 +195,8 @@ def check_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
         raise Unstorable("bounce_class", "must be hard, soft or null")
     if row[AT["machine"]] is not None and row[AT["machine"]].__class__ is not bool:
         raise Unstorable("machine", "must be true, false or null")
+    if row[AT["occurred_at_estimated"]].__class__ is not bool:
+        raise Unstorable("occurred_at_estimated", "must be true or false")
     amount = row[AT["amount"]]
     if amount is not None and (problem := amount_problem(amount)):
         raise Unstorable("amount", problem)
@@ -242,6 +245,7 @@ def to_row(e: Event) -> tuple[Any, ...]:
         e.payload,
         e.provider_event_id,
         e.received_at,
+        e.occurred_at_estimated,
     )
 
 
@@ -299,6 +303,7 @@ def row_of(data: bytes) -> tuple[Any, ...]:
             get("payload"),
             get("provider_event_id"),
             parse_time(received) if received else None,
+            get("occurred_at_estimated") or False,
         )
     )
 

@@ -148,12 +148,24 @@ class Adapter:
     check_secret: Callable[[str], None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableTime:
+    """A provider's event time that cannot be read, as it was sent. `make_event` then dates the
+    event when Mailfold received it and flags it (`occurred_at_estimated`), and hashes this text
+    into the event's identity in place of the time, so a retry of the same body agrees."""
+
+    text: str
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def make_event(
     record: RawRecord,
     *,
     native_type: str,
     type: EventType,
-    occurred_at: datetime,
+    occurred_at: datetime | UnreadableTime,
     recipient: Recipient,
     message_id: str | None = None,
     provider_event_id: str | None = None,
@@ -195,13 +207,19 @@ def make_event(
         raise ParseError(
             f"{record.source}: {native_type}: names no recipient (email or contact id)"
         )
+    estimated = isinstance(occurred_at, UnreadableTime)
+    if isinstance(occurred_at, UnreadableTime):
+        id_discriminator = f"{id_discriminator or ''}\x1etime:{occurred_at.text}"
+        id_time, occurred_at = EPOCH, record.received_at
+    else:
+        id_time = occurred_at
     eid = event_id(
         account=record.account,
         source=record.source,
         native_type=native_type,
         message_id=message_id,
         recipient=recipient.key(),
-        occurred_at=occurred_at,
+        occurred_at=id_time,
         url=url,
         discriminator=id_discriminator,
     )
@@ -229,6 +247,7 @@ def make_event(
         conversion=conversion,
         name=name,
         payload=payload,
+        occurred_at_estimated=estimated,
     )
     try:
         return check_event(event)

@@ -33,6 +33,7 @@ from service.webhooks.base import (
     Context,
     Credentials,
     RawRecord,
+    UnreadableTime,
     WebhookRequest,
     header,
     make_event,
@@ -247,38 +248,35 @@ def transactional_bounce(native: str, extra: Mapping[str, Any]) -> Bounce | None
     return None
 
 
-def occurred_at(value: Any, zone: ZoneInfo, field: str) -> datetime:
-    """`local_time`; a time that falls outside years 1-9999 once moved to UTC (year 1 east of
-    Greenwich, year 9999 west of it) is refused like any other unreadable time."""
-    try:
-        return local_time(value, zone, field)
-    except OverflowError as exc:
-        raise ParseError(f"inwise: {field} {shown(value)} is out of range") from exc
-
-
-def local_time(value: Any, zone: ZoneInfo, field: str) -> datetime:
-    """A zone-less inwise time read in the account's zone (a time with a zone keeps its own)."""
+def occurred_at(value: Any, zone: ZoneInfo, field: str) -> datetime | UnreadableTime:
+    """The event's time read in the account's zone (a time with a zone keeps its own). A time
+    that is there but cannot be read, or leaves years 1-9999 once moved to UTC, is kept as sent:
+    the event is folded at the time it was received, flagged (the transactional docs' own
+    samples carry a month 15, "2022-15-16 03:11:00"). No time at all is refused."""
     if not isinstance(value, str) or not value.strip():
         raise ParseError(f"inwise: no {field}")
-    text_ = value.strip()
     try:
-        if match := ISO_TIME.fullmatch(text_):
-            year, month, day, hour, minute, second, fraction = match.groups()
-            micro = int((fraction or "0")[:6].ljust(6, "0"))
-        elif match := US_TIME.fullmatch(text_):
-            month, day, year, hour, minute, second = match.groups()
-            micro = 0
-        else:
-            parsed = datetime.fromisoformat(text_.replace("Z", "+00:00"))
-            if parsed.tzinfo is None:
-                raise ValueError("unrecognised form")
-            return parsed.astimezone(UTC)
-        local = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro
-        )
-    except ValueError as exc:
-        # The transactional docs' own samples carry a month 15 ("2022-15-16 03:11:00").
-        raise ParseError(f"inwise: {field} {value!r} is not a valid time") from exc
+        return local_time(value.strip(), zone)
+    except (ValueError, OverflowError):
+        return UnreadableTime(value[:200])
+
+
+def local_time(text: str, zone: ZoneInfo) -> datetime:
+    """A zone-less inwise time read in `zone`; ValueError or OverflowError if it is not one."""
+    if match := ISO_TIME.fullmatch(text):
+        year, month, day, hour, minute, second, fraction = match.groups()
+        micro = int((fraction or "0")[:6].ljust(6, "0"))
+    elif match := US_TIME.fullmatch(text):
+        month, day, year, hour, minute, second = match.groups()
+        micro = 0
+    else:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            raise ValueError("unrecognised form")
+        return parsed.astimezone(UTC)
+    local = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro
+    )
     return local.replace(tzinfo=zone).astimezone(UTC)
 
 

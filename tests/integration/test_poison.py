@@ -17,9 +17,11 @@ import pytest
 
 from service import kafka, metrics
 from service.events import EventType, Recipient, encode
+from service.providers import save
 from service.webhooks.base import RawRecord, make_event
 from tests.harness import Harness, wait_for
 from tests.integration.test_faults import dead_letters
+from tests.webhooks.contract_test_helpers import signer_of
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
@@ -152,3 +154,40 @@ async def test_a_database_refusing_every_batch_is_waited_out_and_reported_stuck(
 
 async def ready_report() -> dict[str, Any]:
     return metrics.readiness()
+
+
+async def test_an_unreadable_provider_time_is_folded_when_received_and_still_suppresses(
+    harness: Harness,
+) -> None:
+    """inwise's own hard bounce sample is dated in month 15: it is folded, dated when received,
+    flagged in the ledger, and the address is suppressed."""
+    signer = signer_of("inwise")
+    await harness.account("acme")
+    pool = await harness.pool()
+    async with pool.acquire() as conn:
+        await save(conn, harness.settings.secret_key, "acme", "inwise", options={},
+                   secret=signer.credentials("acme").secrets[0])  # fmt: skip
+    await harness.start_app()
+    await harness.start_pipeline()
+    bounce = {"id": 190, "event": "hard_bounce", "created_at": "2022-15-16 03:11:00",
+              "email": "gone@example.com", "transaction_Id": "74842407043041bcb6f3d246f2a3e006",
+              "additional_data": {"campaign_id": "c1", "delivery_id": "d1"}}  # fmt: skip
+    body = orjson.dumps(bounce)
+    path = "/webhooks/inwise/acme"
+    before = datetime.now(UTC)
+    async with harness.client() as client:
+        for _ in range(2):  # a retry is the same event
+            request = signer.sign(body, harness.base_url + path, before)
+            r = await client.post(path, content=body, headers=dict(request.headers))
+            assert r.status_code == 200, r.text
+    rows = await wait_for(
+        lambda: harness.fetch("SELECT * FROM suppressions"), lambda rows: len(rows) == 1
+    )
+    assert (rows[0]["email"], rows[0]["reason"]) == ("gone@example.com", "hard_bounce")
+    (event,) = await harness.fetch(
+        "SELECT occurred_at, received_at, occurred_at_estimated FROM events"
+    )
+    assert event["occurred_at_estimated"] is True
+    assert event["occurred_at"] == event["received_at"] and event["occurred_at"] >= before
+    (recipient,) = await harness.fetch("SELECT bounce_class FROM recipients")
+    assert recipient["bounce_class"] == "hard"

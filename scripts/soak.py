@@ -412,6 +412,8 @@ class Run:
     reposted_events: int = 0
     kept: list[Request] = field(default_factory=list)
     poison: int = 0
+    # (status, answered as it should, body) of each hostile request the poison fault made.
+    hostile: list[tuple[int, bool, bytes]] = field(default_factory=list)
     faults: list[dict[str, Any]] = field(default_factory=list)
     clean_exits: list[tuple[str, int | None, float]] = field(default_factory=list)
     posting: bool = True
@@ -556,21 +558,106 @@ async def inject(run: Run, name: str) -> str:
         run.reposted_events += sum(len(r.described) for r in storm)
         return f"{len(storm)} accepted requests posted again"
     if name == "poison records":
-        producer = kafka.Producer(run.settings)
-        try:
-            api = [("source", b"api"), ("account", run.account["account"].encode())]
-            await producer.send_many(
-                [
-                    (run.settings.raw_topic, None, b"\xff not json", api),
-                    (run.settings.raw_topic, None, b"[]", []),
-                    (run.settings.raw_topic, None, b'[{"event": "bogus"}]', api[1:]),
-                ]
-            )
-        finally:
-            await producer.stop()
-        run.poison += 3
-        return "3 unreadable raw records produced"
+        return await poison(run)
     raise ValueError(name)
+
+
+# Event API posts Mailfold cannot store: each must be refused with a 4xx naming the problem.
+HOSTILE_POSTS: list[tuple[str, bytes]] = [
+    ("application/json", b'{"conversion": {"amount": "1e-20000", "currency": "EUR"}}'),
+    ("application/json", b'{"campaign_id": "x\\ud83d"}'),
+    (
+        "application/json",
+        b'{"type": "custom", "name": "deep", "payload": ' + b"[" * 300 + b"]" * 300 + b"}",
+    ),
+    ("application/json", b'{"campaign_id": 18446744073709551616}'),
+    ("application/json", b'{"url": "' + b"u" * 5000 + b'"}'),
+    ("application/json", b'{"occurred_at": 1e30}'),
+    ("application/json", b'{"recipient": {"email": "ann @example.com"}}'),
+    ("application/json", b"\xff\xfe not utf-8"),
+    ("text/plain", b"{}"),
+]
+# SendGrid events that verify but cannot be stored: 2xx, then the DLQ with the reason.
+HOSTILE_SENDGRID: list[bytes] = [
+    b'[{"email": "x\\ud83d@example.com", "timestamp": 1740787200, "event": "open"}]',
+    b'[{"email": "a@example.com", "timestamp": 1e30, "event": "open"}]',
+    b'[{"email": "a@example.com", "timestamp": 1740787200, "event": "click", "url": "'
+    + b"u" * 5000
+    + b'"}]',
+]
+
+
+def hostile_post(run: Run, body: bytes) -> bytes:
+    """A valid converted event of the run's, with the hostile fields merged in (raw JSON)."""
+    if not body.startswith(b"{"):
+        return body
+    base = {
+        "type": "converted",
+        "occurred_at": "2025-03-01T00:00:00Z",
+        "delivery_id": "poison",
+        "recipient": {"email": "poison@example.com"},
+        "conversion": {"amount": "1", "currency": "EUR"},
+    }
+    return orjson.dumps(base)[:-1] + b"," + body[1:]
+
+
+def poison_events(run: Run) -> list[bytes]:
+    """Records on mailfold.events itself that the ledger cannot hold (another producer's)."""
+    account = run.account["account"]
+    good = {
+        "schema_version": 1, "event_id": secrets.token_hex(16), "account": account,
+        "source": "api", "native_type": "sent", "type": "sent",
+        "occurred_at": "2025-03-01T00:00:00.000000Z", "delivery_id": "poison",
+        "recipient": {"email": "poison@example.com"},
+    }  # fmt: skip
+    return [
+        orjson.dumps({**good, "conversion": {"amount": "1e-20000", "currency": "EUR"}}),
+        orjson.dumps({**good, "campaign_id": {"not": "text"}}),
+        orjson.dumps({**good, "url": "u" * 5000}),
+        orjson.dumps(good)[:-1] + b',"payload":' + b"[" * 300 + b"]" * 300 + b"}",
+    ]
+
+
+async def poison(run: Run) -> str:
+    """Hostile input of every kind, at every door: refused where it can be, else dead-lettered."""
+    account = run.account["account"]
+    auth = (run.account["login"], run.account["secret"])
+    async with httpx.AsyncClient(base_url=base_url(run), timeout=60) as client:
+        for kind, body in HOSTILE_POSTS:
+            headers = {"content-type": kind}
+            r = await client.post(
+                "/v1/events", content=hostile_post(run, body), headers=headers, auth=auth
+            )
+            ok = r.status_code in (400, 415) and bool(r.json().get("message"))
+            run.hostile.append((r.status_code, ok, body[:60]))
+        path = f"/webhooks/sendgrid/{account}"
+        for body in HOSTILE_SENDGRID:
+            while True:  # a provider retries a 5xx; it must end in a 2xx
+                signed = sign_request(run.key, body, f"{base_url(run)}{path}", now())
+                r = await client.post(path, content=body, headers=dict(signed.headers))
+                if r.status_code < 500:
+                    break
+                await asyncio.sleep(0.5)
+            run.hostile.append((r.status_code, r.status_code == 200, body[:60]))
+    raw = [("source", b"api"), ("account", account.encode())]
+    producer = kafka.Producer(run.settings)
+    try:
+        await producer.send_many(
+            [
+                (run.settings.raw_topic, None, b"\xff not json", raw),
+                (run.settings.raw_topic, None, b"[]", []),
+                (run.settings.raw_topic, None, b'[{"event": "bogus"}]', raw[1:]),
+                *((run.settings.events_topic, b"poison", v, []) for v in poison_events(run)),
+            ]
+        )
+    finally:
+        await producer.stop()
+    run.poison += 3 + len(HOSTILE_SENDGRID) + 4
+    refused = sum(ok for _, ok, _ in run.hostile[-len(HOSTILE_POSTS) - len(HOSTILE_SENDGRID) :])
+    return (
+        f"{len(HOSTILE_POSTS)} hostile posts and {len(HOSTILE_SENDGRID)} hostile webhooks "
+        f"({refused} answered as they should), 3 unreadable raw records and 4 unstorable events"
+    )
 
 
 async def faults(run: Run) -> None:
@@ -719,6 +806,11 @@ def verdict(
         ("no request was answered with a 4xx", not run.refused_4xx),
         ("every request was accepted in the end", not run.given_up),
         (f"dead letters are the {run.poison} poison records", extra["dlq"] == run.poison),
+        (
+            f"hostile requests answered as they should ({len(run.hostile)}: 4xx naming the "
+            "problem from the Event API, 2xx for signed webhooks)",
+            all(ok for _, ok, _ in run.hostile),
+        ),
         (f"every fault was followed by recovery ({len(run.faults)})", survived == by_kind),
         (
             f"SIGTERM exits were clean and prompt ({len(run.clean_exits)})",

@@ -13,14 +13,11 @@ Docs:
 
 from __future__ import annotations
 
-from datetime import datetime
 from email.utils import parseaddr
 from typing import Any
 
-import orjson
-
 from service.errors import ParseError
-from service.events import Bounce, Event, EventType, Recipient, parse_time
+from service.events import Bounce, Event, EventType, Recipient
 from service.webhooks.base import (
     Adapter,
     Context,
@@ -28,8 +25,15 @@ from service.webhooks.base import (
     Nonce,
     RawRecord,
     WebhookRequest,
+    iso_time,
+    items,
     make_event,
+    mapping,
     metadata_fields,
+    prose,
+    read_json,
+    shown,
+    text,
 )
 from service.webhooks.standard_webhooks import message_nonce, verify_signed
 
@@ -72,33 +76,31 @@ def nonce(request: WebhookRequest, ctx: Context) -> Nonce:
 
 def parse(record: RawRecord) -> list[Event]:
     """Turn one Resend POST into zero or one canonical event."""
-    try:
-        data = orjson.loads(record.body)
-    except orjson.JSONDecodeError as exc:
-        raise ParseError(f"resend: body is not JSON ({exc})") from exc
+    data = read_json(record.body, "resend")
     if not isinstance(data, dict):
         raise ParseError("resend: body is not a JSON object")
-    name = data.get("type")
-    if not isinstance(name, str):
+    name = text(data, "type", "resend")
+    if name is None:
         raise ParseError("resend: body has no type")
     if name in IGNORED_EVENTS or not name.startswith("email."):
         return []
     if name not in EVENT_TYPES:
-        raise ParseError(f"resend: unknown event type {name!r}")
-    item = obj(data.get("data"))
+        raise ParseError(f"resend: unknown event type {shown(name)}")
+    item = mapping(data, "data", "resend")
+    where = f"resend: {name}: data"
     kind, bounce = EVENT_TYPES[name], None
     if name == "email.bounced":
-        kind, bounce = bounced(obj(item.get("bounce")))
+        kind, bounce = bounced(mapping(item, "bounce", where), f"{where}: bounce")
     elif name == "email.suppressed":
-        suppressed = obj(item.get("suppressed"))
-        bounce = Bounce(None, text(suppressed.get("type")), text(suppressed.get("message")))
+        suppressed = mapping(item, "suppressed", where)
+        bounce = Bounce(None, prose(suppressed.get("type")), prose(suppressed.get("message")))
     elif name == "email.failed":
-        bounce = Bounce(None, None, text(obj(item.get("failed")).get("reason")))
-    email, msg_id = recipient(item), text(item.get("email_id"))
+        bounce = Bounce(None, None, prose(mapping(item, "failed", where).get("reason")))
+    email, msg_id = recipient(item, where), text(item, "email_id", where)
     if email is None and msg_id is None:
         raise ParseError(f"resend: {name} names neither a recipient nor an email_id")
-    meta = metadata_fields(tags(item), record.metadata_keys)
-    click = obj(item.get("click"))
+    meta = metadata_fields(tags(item), record.metadata_keys, where)
+    click = mapping(item, "click", where)
     event_id = record.headers.get(ID_HEADER) or None
     return [
         make_event(
@@ -106,7 +108,7 @@ def parse(record: RawRecord) -> list[Event]:
             native_type=name,
             type=kind,
             # The top-level created_at is the event's; data.created_at is the email's creation.
-            occurred_at=occurred_at(data.get("created_at"), name),
+            occurred_at=iso_time(data.get("created_at"), "created_at", f"resend: {name}"),
             recipient=Recipient(email, meta["contact_id"], meta["client_contact_id"]),
             message_id=msg_id,
             provider_event_id=event_id,
@@ -116,31 +118,34 @@ def parse(record: RawRecord) -> list[Event]:
             ab_version=meta["ab_version"],
             bounce=bounce,
             # Opens carry no reader details; clicks carry them in data.click.
-            url=text(click.get("link")) if kind is EventType.CLICKED else None,
-            ip=text(click.get("ipAddress")) if kind is EventType.CLICKED else None,
-            user_agent=text(click.get("userAgent")) if kind is EventType.CLICKED else None,
+            url=text(click, "link", f"{where}: click") if kind is EventType.CLICKED else None,
+            ip=text(click, "ipAddress", f"{where}: click") if kind is EventType.CLICKED else None,
+            user_agent=prose(click.get("userAgent")) if kind is EventType.CLICKED else None,
         )
     ]
 
 
-def bounced(detail: dict[str, Any]) -> tuple[EventType, Bounce]:
-    kind, sub_type = text(detail.get("type")), text(detail.get("subType"))
-    message = text(detail.get("message"))
+def bounced(detail: dict[str, Any], where: str) -> tuple[EventType, Bounce]:
+    kind, sub_type = text(detail, "type", where), text(detail, "subType", where)
+    message = prose(detail.get("message"))
     if sub_type is not None and sub_type.lower() == SUPPRESSED:
         return EventType.DROPPED, Bounce(None, sub_type, message)
     bounce_class = BOUNCE_CLASSES.get(kind.lower()) if kind else None
     return EventType.BOUNCED, Bounce(bounce_class, sub_type, message)
 
 
-def recipient(item: dict[str, Any]) -> str | None:
+def recipient(item: dict[str, Any], where: str) -> str | None:
     """The first `to` address, which may come as `"Name <addr>"`.
 
     A message to several recipients yields an event per recipient that does not say which one
     it is about (anymail), so only a single-recipient message names its recipient exactly.
     """
-    to = item.get("to")
-    first = to[0] if isinstance(to, list) and to else to
-    if not isinstance(first, str):
+    if isinstance(item.get("to"), list):
+        addresses = items(item, "to", where, str)
+        first = addresses[0] if addresses else None
+    else:
+        first = text(item, "to", where)
+    if first is None:
         return None
     address = parseaddr(first)[1].strip()
     return address or None
@@ -156,26 +161,6 @@ def tags(item: dict[str, Any]) -> dict[str, Any]:
         pairs = [t for t in value if isinstance(t, dict) and isinstance(t.get("name"), str)]
         return {t["name"]: t.get("value") for t in pairs}
     return {}
-
-
-def occurred_at(value: Any, name: str) -> datetime:
-    if not isinstance(value, str):
-        raise ParseError(f"resend: {name} has no created_at")
-    try:
-        return parse_time(value)
-    except ValueError as exc:
-        raise ParseError(f"resend: created_at {value!r} is not an ISO-8601 time") from exc
-
-
-def obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def text(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    value = str(value).strip()
-    return value or None
 
 
 ADAPTER = Adapter(name="resend", verify=verify, parse=parse, keep_headers=(ID_HEADER,), nonce=nonce)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import timedelta
 from email.utils import getaddresses
 from typing import Any
 
@@ -68,10 +69,20 @@ BOTS: dict[str, str] = {
 }
 
 
+# Mailgun retries a POST that did not get a 200 (or 406) for 8 hours: after 5 min, 10 min,
+# 15 min, 1 h, 2 h and 4 h (documentation.mailgun.com, webhooks/webhook-retries). A retry carries
+# the first attempt's signature (see `nonce`), so its timestamp may be that old: a tighter window
+# would turn one 503 of ours into a 401 on every retry and lose the event. Replays within the
+# span are refused by the token memory, which keeps each token as long.
+RETRY_SPAN = timedelta(hours=8)
+
+
 async def verify(request: WebhookRequest, credentials: Credentials, ctx: Context) -> None:
     """Raise Rejected unless signature == HMAC-SHA256(key, timestamp + token) for an active key."""
     timestamp, token, signature = signature_fields(request.body)
-    if abs(ctx.now().timestamp() - float(timestamp)) > ctx.replay_window.total_seconds():
+    age = ctx.now().timestamp() - float(timestamp)
+    window = ctx.replay_window.total_seconds()
+    if not -window <= age <= RETRY_SPAN.total_seconds() + window:  # NaN is outside too
         raise Rejected("mailgun: timestamp outside the replay window")
     signed = (timestamp + token).encode()
     # Every active key is tried (rotation); each comparison is constant-time.
@@ -92,7 +103,7 @@ def nonce(request: WebhookRequest, ctx: Context) -> Nonce:
     retry after our 503 still lands, and a repeat after our 200 gets 200 and is not produced.
     """
     timestamp, token, _ = signature_fields(request.body)
-    return Nonce(token, from_epoch(timestamp) + ctx.replay_window)
+    return Nonce(token, from_epoch(timestamp) + RETRY_SPAN + ctx.replay_window)
 
 
 def sign(key: str, signed: bytes) -> bytes:

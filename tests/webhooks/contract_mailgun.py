@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -32,6 +32,7 @@ class MailgunSigner:
     name = "mailgun"
     content_type = "application/json"
     has_timestamp = True
+    stale_after = timedelta(hours=8, minutes=6)  # past Mailgun's 8 hours of retries and the window
     signs_body = False
 
     def __init__(self) -> None:

@@ -303,10 +303,30 @@ async def test_changed_event_data_is_not_detected_because_mailgun_does_not_sign_
     await mailgun.verify(WebhookRequest(orjson.dumps(data), {}, URL), credentials(KEY), CONTEXT)
 
 
-@pytest.mark.parametrize("skew", [timedelta(minutes=-6), timedelta(minutes=6)])
+@pytest.mark.parametrize("skew", [timedelta(hours=-8, minutes=-6), timedelta(minutes=6)])
 async def test_stale_or_future_timestamp_is_refused(skew: timedelta) -> None:
     with pytest.raises(Rejected, match="replay window"):
         await mailgun.verify(signed(at=NOW + skew), credentials(KEY), CONTEXT)
+
+
+@pytest.mark.parametrize("age", [timedelta(minutes=6), timedelta(hours=4), timedelta(hours=8)])
+async def test_a_retry_signed_at_the_first_attempt_is_accepted_for_mailguns_8_hours(
+    age: timedelta,
+) -> None:
+    """Mailgun retries for 8 hours with the first attempt's signature: our own 503 must not turn
+    into a 401 on each retry (the token memory refuses replays instead)."""
+    await mailgun.verify(signed(at=NOW - age), credentials(KEY), CONTEXT)
+
+
+async def test_a_timestamp_of_any_size_outside_the_span_is_refused() -> None:
+    request = signed()
+    token = orjson.loads(request.body)["signature"]["token"]
+    for value in ("9" * 400, "0", str(2**64)):
+        # Correctly signed, so only the window can refuse it.
+        signature = mailgun.sign(KEY, (value + token).encode()).decode()
+        forged = resigned(request, timestamp=value, signature=signature)
+        with pytest.raises(Rejected, match="replay window"):
+            await mailgun.verify(forged, credentials(KEY), CONTEXT)
 
 
 async def test_integer_timestamp_is_signed_as_its_digits() -> None:
@@ -347,5 +367,6 @@ def test_the_nonce_is_the_signed_token_until_its_timestamp_leaves_the_window() -
     token = "e0b5477167110d68991efc6b9f89f0a11066af27834600e123"
     request = signed(at=NOW - timedelta(seconds=30), token=token)
     nonce = mailgun.nonce(request, CONTEXT)
-    assert nonce == Nonce(token, NOW - timedelta(seconds=30) + CONTEXT.replay_window)
+    expires = NOW - timedelta(seconds=30) + mailgun.RETRY_SPAN + CONTEXT.replay_window
+    assert nonce == Nonce(token, expires)
     assert mailgun.ADAPTER.nonce is mailgun.nonce

@@ -20,7 +20,7 @@ from service.errors import Unavailable
 from service.nonces import NonceMemory
 from service.providers import save
 from service.settings import Settings
-from service.webhooks import mailgun
+from service.webhooks.mailgun import RETRY_SPAN
 from service.webhooks.base import Nonce, WebhookRequest
 from tests.harness import Harness
 from tests.webhooks.contract_mailgun import SIGNER as MAILGUN
@@ -106,7 +106,7 @@ async def test_a_mailgun_token_lands_once_and_a_replay_over_other_data_lands_nev
     assert sink.sent == [genuine.body]
     rows = await harness.fetch("SELECT provider, nonce, expires_at FROM webhook_nonces")
     window = timedelta(seconds=harness.settings.replay_window_s)
-    assert [tuple(r) for r in rows] == [("mailgun", TOKEN, now + mailgun.RETRY_SPAN + window)]
+    assert [tuple(r) for r in rows] == [("mailgun", TOKEN, now + RETRY_SPAN + window)]
 
 
 async def test_another_service_process_knows_the_token_too(harness: Harness, sink: CueSink) -> None:

@@ -20,8 +20,8 @@ from service.errors import Unavailable
 from service.nonces import NonceMemory
 from service.providers import save
 from service.settings import Settings
-from service.webhooks.mailgun import RETRY_SPAN
 from service.webhooks.base import Nonce, WebhookRequest
+from service.webhooks.mailgun import RETRY_SPAN
 from tests.harness import Harness
 from tests.webhooks.contract_mailgun import SIGNER as MAILGUN
 from tests.webhooks.contract_mailgun import sign_body

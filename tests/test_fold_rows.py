@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumers.fold import row_of, to_row
-from service.ledger import check_row
 from service.adapters import derive
 from service.errors import ParseError
 from service.events import decode, encode
+from service.ledger import check_row
 from service.webhooks.base import RawRecord
 from tests.test_event_schema import api_body, provider_bodies, raw_record
 from tests.test_fold_property import POOL

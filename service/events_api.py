@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import orjson
@@ -46,14 +47,15 @@ TOP_FIELDS = {
 }
 RECIPIENT_FIELDS = {"email", "contact_id", "client_contact_id", "first_name", "surname"}
 ID_FIELDS = ("id", "campaign_id", "delivery_id", "message_id", "ab_version")
-# Field -> the ledger's limit for it (service/ledger.py), in UTF-8 bytes.
-TEXT_FIELDS = {
-    "url": ledger.MAX_URL_BYTES,
-    "ip": ledger.MAX_ID_BYTES,
-    "user_agent": ledger.MAX_TEXT_BYTES,
-}
+# Field -> the most characters it may have (the OpenAPI document says the same; the ledger,
+# service/ledger.py, holds at least as much).
+TEXT_FIELDS = {"url": 2048, "ip": 2048, "user_agent": 2048}
+MAX_ID = 256
+MAX_REASON = 2048
 # What str.isspace() calls whitespace (re's \s on str patterns is the same Unicode test), in C.
 SPACE = re.compile(r"\s")
+# An amount sent as text: what numeric(20, 4) holds exactly (the OpenAPI document's pattern).
+AMOUNT_TEXT = re.compile(r"[+-]?([0-9]{1,16}(\.[0-9]{0,4})?|\.[0-9]{1,4})")
 
 Problem = dict[str, Any]
 
@@ -61,7 +63,7 @@ EARLIEST, LATEST = 1970, 9999
 MAX_NAME = 128
 
 
-def _text(value: Any, limit: int = ledger.MAX_ID_BYTES) -> str | None:
+def _text(value: Any, limit: int = MAX_ID) -> str | None:
     """Why `value` is not a non-empty string the ledger can store, or None."""
     if value == "":
         return "must not be empty"
@@ -94,7 +96,7 @@ def _check_by_type(item: dict[str, Any], kind: str, err: Any) -> None:
         else:
             for key in ("code", "reason"):
                 value = bounce.get(key)
-                if value is not None and (problem := _text(value, ledger.MAX_TEXT_BYTES)):
+                if value is not None and (problem := _text(value, MAX_REASON)):
                     err(f"bounce.{key}", problem)
     conv = item.get("conversion")
     if kind == "converted" and (not isinstance(conv, dict) or "amount" not in conv):
@@ -114,14 +116,28 @@ def _check_conversion(conv: Any, err: Any) -> None:
     if not isinstance(conv, dict) or "amount" not in conv:
         err("conversion", "must be an object with amount (and currency)")
         return
-    try:
-        if problem := ledger.amount_problem(parse_amount(conv["amount"])):
-            err("conversion.amount", problem)
-    except ValueError as exc:
-        err("conversion.amount", str(exc))
     cur = conv.get("currency")
     if cur is not None and not (isinstance(cur, str) and len(cur) == 3 and cur.isalpha()):
         err("conversion.currency", "must be a three-letter ISO 4217 code")
+    value = conv["amount"]
+    if isinstance(value, str) and not AMOUNT_TEXT.fullmatch(value):
+        err("conversion.amount", "must be a decimal of at most 16 digits, and 4 after the point")
+        return
+    try:
+        if problem := ledger.amount_problem(amount_of(value)):
+            err("conversion.amount", problem)
+    except ValueError as exc:
+        err("conversion.amount", str(exc))
+
+
+def amount_of(value: Any) -> Decimal:
+    """The amount as the ledger keeps it (numeric(20, 4)): a decimal string or an integer
+    exactly; a JSON number with a fraction or an exponent, a binary float on the wire, rounded
+    half-even to 4 places. ValueError for what is not a finite number."""
+    amount = parse_amount(value)
+    if isinstance(value, float) and abs(amount) < ledger.MAX_AMOUNT:
+        amount = amount.quantize(ledger.AMOUNT_SCALE, ROUND_HALF_EVEN)
+    return amount
 
 
 def _check_event(item: Any, index: int, problems: list[Problem]) -> None:
@@ -210,7 +226,7 @@ def build_event(record: RawRecord, item: dict[str, Any]) -> Event:
         machine=item.get("machine"),
         machine_reason="api" if item.get("machine") is not None else None,
         ab_version=item.get("ab_version"),
-        conversion=Conversion(parse_amount(conv["amount"]), conv.get("currency")) if conv else None,
+        conversion=Conversion(amount_of(conv["amount"]), conv.get("currency")) if conv else None,
         name=item.get("name"),
         payload=item.get("payload"),
     )

@@ -51,11 +51,14 @@ COLUMNS = (
     "occurred_at_estimated",
 )
 
-# Identifiers are indexed together (link_stats' key is account, delivery, url and recipient), and
-# a btree entry holds at most about 2700 bytes: ids stay short, a URL a little over 2 kB at most.
-MAX_ID_BYTES = 256
-MAX_URL_BYTES = 2048
-MAX_TEXT_BYTES = 4096  # free text nobody indexes: user agents, bounce reasons
+# Text limits in characters, the unit the Event API documents (its OpenAPI schema): ids, e-mail
+# addresses and names 256, URLs and addresses 2048, free text (user agents, bounce reasons)
+# 4096. Identifiers are indexed, and a btree entry holds at most about 2700 bytes: link stats
+# are keyed by account, delivery, URL and recipient together, so that key is checked in bytes.
+MAX_ID = 256
+MAX_URL = 2048
+MAX_TEXT = 4096
+MAX_LINK_KEY_BYTES = 2600
 # numeric(20, 4): 16 digits before the point, 4 after.
 MAX_AMOUNT = Decimal(10) ** 16
 AMOUNT_SCALE = Decimal("0.0001")
@@ -63,32 +66,36 @@ AMOUNT_SCALE = Decimal("0.0001")
 MAX_PAYLOAD_BYTES = 65536
 MAX_DEPTH = 32
 
-# Column -> the largest UTF-8 size of its text. Columns not named here are not text.
+# Column -> the most characters its text may have. Columns not named here are not text.
 TEXT_LIMITS: dict[str, int] = {
-    "account_id": MAX_ID_BYTES,
-    "source": MAX_ID_BYTES,
-    "native_type": MAX_ID_BYTES,
-    "campaign_id": MAX_ID_BYTES,
-    "delivery_id": MAX_ID_BYTES,
-    "message_id": MAX_ID_BYTES,
-    "recipient_key": MAX_ID_BYTES,
-    "email": MAX_ID_BYTES,
-    "contact_id": MAX_ID_BYTES,
-    "client_contact_id": MAX_ID_BYTES,
-    "first_name": MAX_ID_BYTES,
-    "surname": MAX_ID_BYTES,
-    "bounce_code": MAX_TEXT_BYTES,
-    "bounce_reason": MAX_TEXT_BYTES,
-    "url": MAX_URL_BYTES,
-    "ip": MAX_ID_BYTES,
-    "user_agent": MAX_TEXT_BYTES,
-    "machine_reason": MAX_ID_BYTES,
-    "agent_class": MAX_ID_BYTES,
-    "ab_version": MAX_ID_BYTES,
-    "currency": MAX_ID_BYTES,
-    "name": MAX_ID_BYTES,
-    "provider_event_id": MAX_ID_BYTES,
+    "account_id": MAX_ID,
+    "source": MAX_ID,
+    "native_type": MAX_ID,
+    "campaign_id": MAX_ID,
+    "delivery_id": MAX_ID,
+    "message_id": MAX_ID,
+    "recipient_key": MAX_ID,
+    "email": MAX_ID,
+    "contact_id": MAX_ID,
+    "client_contact_id": MAX_ID,
+    "first_name": MAX_ID,
+    "surname": MAX_ID,
+    "bounce_code": MAX_TEXT,
+    "bounce_reason": MAX_TEXT,
+    "url": MAX_URL,
+    "ip": MAX_URL,
+    "user_agent": MAX_TEXT,
+    "machine_reason": MAX_ID,
+    "agent_class": MAX_ID,
+    "ab_version": MAX_ID,
+    "currency": MAX_ID,
+    "name": MAX_ID,
+    "provider_event_id": MAX_ID,
 }
+LINK_KEY = ("account_id", "delivery_id", "url", "recipient_key")
+LINK_KEY_TOO_LONG = (
+    f"with the account, delivery and recipient must fit {MAX_LINK_KEY_BYTES} bytes of UTF-8"
+)
 REQUIRED = frozenset({"account_id", "source", "native_type", "recipient_key"})
 TEXT = tuple((COLUMNS.index(c), c, limit, c in REQUIRED) for c, limit in TEXT_LIMITS.items())
 EVENT_ID = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
@@ -106,21 +113,23 @@ class Unstorable(ValueError):
 
 
 def text_problem(value: Any, limit: int) -> str | None:
-    """Why `value` is not storable text of at most `limit` UTF-8 bytes, or None when it is."""
+    """Why `value` is not storable text of at most `limit` characters, or None when it is."""
     if not isinstance(value, str):
         return f"must be a string, not {type(value).__name__}"
     if "\x00" in value:
         return "must not contain NUL characters"
-    if value.isascii():
-        size = len(value)
-    else:
+    if not value.isascii():
         try:
-            size = len(value.encode())
+            value.encode()
         except UnicodeEncodeError:
             return "must not contain lone surrogates (invalid Unicode)"
-    if size > limit:
-        return f"must be at most {limit} bytes in UTF-8, got {size}"
+    if len(value) > limit:
+        return f"must be at most {limit} characters, got {len(value)}"
     return None
+
+
+def utf8_size(value: str | None) -> int:
+    return 0 if value is None else len(value) if value.isascii() else len(value.encode())
 
 
 def amount_problem(value: Any) -> str | None:
@@ -177,12 +186,16 @@ def check_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
             if required:
                 raise Unstorable(column, "is required")
             continue
-        if value.__class__ is not str or not value.isascii() or len(value) > limit:
+        if value.__class__ is not str or len(value) > limit or not value.isascii():
             problem = text_problem(value, limit)
             if problem:
                 raise Unstorable(column, problem)
         elif "\x00" in value:
             raise Unstorable(column, "must not contain NUL characters")
+    if row[AT["url"]] is not None and sum(utf8_size(row[AT[c]]) for c in LINK_KEY) > (
+        MAX_LINK_KEY_BYTES
+    ):
+        raise Unstorable("url", LINK_KEY_TOO_LONG)
     if not isinstance(row[0], str) or not EVENT_ID.fullmatch(row[0]):
         raise Unstorable("event_id", "must be 32 hexadecimal digits")
     if row[AT["type"]] not in TYPES:

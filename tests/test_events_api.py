@@ -198,10 +198,36 @@ def test_an_email_with_whitespace_is_refused(email: str) -> None:
 
 
 def test_an_unstorable_amount_or_deep_payload_is_refused_naming_it() -> None:
-    tiny = problems({**FULL, "conversion": {"amount": "1e-20000", "currency": "EUR"}})
-    assert [(p["field"], p["message"]) for p in tiny] == [
-        ("conversion.amount", "must have at most 4 decimal places")
-    ]
+    for text in ("1e-20000", "0.00001", "12345678901234567", "NaN", " 1"):
+        found = problems({**FULL, "conversion": {"amount": text, "currency": "EUR"}})
+        assert [p["field"] for p in found] == ["conversion.amount"], (text, found)
+    for number in (1e16, -1e300):
+        found = problems({**FULL, "conversion": {"amount": number, "currency": "EUR"}})
+        assert [p["field"] for p in found] == ["conversion.amount"], (number, found)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (0.00001, Decimal("0.0000")),
+        (5e-324, Decimal("0.0000")),
+        (19.99, Decimal("19.99")),
+        (0.12345, Decimal("0.1234")),  # half-even, from the float's shortest repr
+        ("19.9900", Decimal("19.9900")),
+        (7, Decimal(7)),
+    ],
+)
+def test_a_json_number_amount_is_rounded_to_the_stored_scale_and_text_kept_exact(
+    sent: object, kept: Decimal
+) -> None:
+    body = {**FULL, "conversion": {"amount": sent, "currency": "EUR"}}
+    assert problems(body) == []
+    (event,) = events_api.parse(RawRecord(account="acme", source="api", body=orjson.dumps(body)))
+    assert event.conversion is not None and event.conversion.amount == kept
+    row_of(encode(event))
+
+
+def test_a_deep_payload_is_refused_naming_it() -> None:
     deep = events_api.validate(with_hostile("payload", "[" * 300 + "]" * 300), 100)[1]
     assert [p["field"] for p in deep] == ["payload"]
     assert "at most 32 levels" in str(deep[0]["message"])

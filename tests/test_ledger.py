@@ -20,6 +20,15 @@ from service import db, ledger
 from service.events import EventType, Recipient, encode
 from service.webhooks.base import RawRecord, make_event
 
+EVENT = make_event(
+    RawRecord(account="acme", source="api", body=b"", received_at=datetime.now(UTC)),
+    native_type="clicked",
+    type=EventType.CLICKED,
+    occurred_at=datetime(2025, 6, 1, tzinfo=UTC),
+    recipient=Recipient(email="ann@example.com"),
+    delivery_id="d1",
+    url="https://example.com/a",
+)
 RECORD = orjson.loads(
     encode(
         make_event(
@@ -124,12 +133,25 @@ def test_amounts_fit_numeric_20_4(amount: Decimal, problem: str | None) -> None:
     assert (found is None) if problem is None else (problem in (found or "")), found
 
 
-def test_text_limits_count_utf8_bytes_and_refuse_what_postgresql_cannot_hold() -> None:
-    assert ledger.text_problem("é" * 128, 256) is None
-    assert "at most 256 bytes" in (ledger.text_problem("é" * 129, 256) or "")
+def test_text_limits_count_characters_and_refuse_what_postgresql_cannot_hold() -> None:
+    assert ledger.text_problem("é" * 256, 256) is None
+    assert "at most 256 characters" in (ledger.text_problem("é" * 257, 256) or "")
     assert "NUL" in (ledger.text_problem("a\x00", 256) or "")
     assert "surrogates" in (ledger.text_problem("x\ud83d", 256) or "")
     assert "string" in (ledger.text_problem(5, 256) or "")
+
+
+def test_the_link_key_is_bounded_in_bytes_whatever_the_characters() -> None:
+    """Each of account, delivery, URL and recipient may be within its own limit while the four
+    together overflow the btree entry link stats are keyed by."""
+    base = list(ledger.to_row(EVENT))
+    base[ledger.AT["delivery_id"]] = "ü" * 256
+    base[ledger.AT["recipient_key"]] = base[ledger.AT["email"]] = "é" * 250 + "@x.io"
+    base[ledger.AT["url"]] = "https://example.com/" + "a" * 1700  # 2741 bytes in all
+    with pytest.raises(ledger.Unstorable, match="url: with the account, delivery and recipient"):
+        ledger.check_row(tuple(base))
+    base[ledger.AT["url"]] = "https://example.com/" + "a" * 1000
+    ledger.check_row(tuple(base))
 
 
 def test_depth_counts_without_walking_past_the_limit() -> None:

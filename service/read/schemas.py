@@ -292,7 +292,7 @@ def events_body(max_events: int, types: list[str]) -> Spec:
     amount = {
         "anyOf": [
             {"type": "number", "exclusiveMinimum": -1e16, "exclusiveMaximum": 1e16},
-            {"type": "string", "pattern": r"^[+-]?([0-9]{1,16}(\.[0-9]*)?|\.[0-9]+)$"},
+            {"type": "string", "pattern": r"^[+-]?([0-9]{1,16}(\.[0-9]{0,4})?|\.[0-9]{1,4})$"},
         ]
     }
     conversion = {

@@ -28,7 +28,7 @@ from service.events import (
     event_id,
     parse_time,
 )
-from service.ledger import MAX_TEXT_BYTES, Unstorable, check_event
+from service.ledger import MAX_TEXT, Unstorable, check_event
 
 T = TypeVar("T")
 
@@ -257,10 +257,10 @@ def make_event(
         raise ParseError(f"{record.source}: {native_type}: {exc.field} {exc.message}") from exc
 
 
-def prose(value: Any, limit: int = MAX_TEXT_BYTES) -> str | None:
+def prose(value: Any, limit: int = MAX_TEXT) -> str | None:
     """Descriptive text a provider sends (a bounce diagnostic, a user agent) as the ledger keeps
-    it: a string, a number as its text, an object or list as compact JSON, cut to `limit` bytes
-    at a character boundary, without NULs or lone surrogates. None when absent or empty."""
+    it: a string, a number as its text, an object or list as compact JSON, cut to `limit`
+    characters, without NULs or lone surrogates. None when absent or empty."""
     if value is None or value == "" or isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -272,9 +272,9 @@ def prose(value: Any, limit: int = MAX_TEXT_BYTES) -> str | None:
             text = orjson.dumps(value).decode()
         except TypeError:
             return None
-    text = text.replace("\x00", "").encode("utf-8", "replace").decode()
-    if len(text) > limit // 4 and len(data := text.encode()) > limit:
-        text = data[:limit].decode("utf-8", "ignore")
+    text = text[:limit].replace("\x00", "")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode()
     return text or None
 
 

@@ -116,7 +116,7 @@ async def test_a_refused_record_is_set_aside_and_the_rest_of_its_batch_folds(
     assert "campaign_id: must be a string" in reasons[15]
     assert reasons[23].startswith("parked after 3 identical failures")
     assert "nobody knows" in reasons[23]
-    assert "url: must be at most 2048 bytes" in reasons[27]
+    assert "url: must be at most 2048 characters" in reasons[27]
     assert all(r.headers["dlq-stage"] == b"fold" for r in letters)
     assert metrics.PARKED.value(stage="fold") - parked_before == 1
     # query_canceled was waited out with the batch whole: retried, not split into dead letters.

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import uvicorn
 
-from service import db, kafka
+from service import db
 from service.app import create_app
 from service.errors import Unavailable
 from service.nonces import NonceMemory
@@ -23,6 +23,7 @@ from service.settings import Settings
 from service.webhooks.base import Nonce, WebhookRequest
 from service.webhooks.mailgun import RETRY_SPAN
 from tests.harness import Harness
+from tests.integration.test_webhooks import RecordingSink
 from tests.webhooks.contract_mailgun import SIGNER as MAILGUN
 from tests.webhooks.contract_mailgun import sign_body
 from tests.webhooks.contract_resend import SIGNER as RESEND
@@ -34,12 +35,11 @@ pytestmark = pytest.mark.integration
 TOKEN = "e0b5477167110d68991efc6b9f89f0a11066af27834600e123"
 
 
-class CueSink:
+class CueSink(RecordingSink):
     """The real producer, failing the next send on cue, remembering what it landed."""
 
     def __init__(self, settings: Settings) -> None:
-        self.producer = kafka.Producer(settings)
-        self.sent: list[bytes] = []
+        super().__init__(settings)
         self.fail_next = False
 
     async def send(
@@ -53,8 +53,7 @@ class CueSink:
         if self.fail_next:
             self.fail_next = False
             raise Unavailable("broker did not acknowledge (on cue)")
-        await self.producer.send(topic, value, key=key, headers=headers)
-        self.sent.append(value)
+        await super().send(topic, value, key=key, headers=headers)
 
 
 @pytest.fixture

@@ -28,7 +28,8 @@ DATABASE = os.environ.get(
     "MAILFOLD_TEST_DATABASE",
     f"postgresql://mailfold@127.0.0.1:{os.environ.get('MAILFOLD_PG_PORT', '15432')}",
 )
-TEMPLATE = "mailfold_test_template"
+# One template per test session, so sessions run at once on one machine do not drop each other's.
+TEMPLATE = f"mailfold_test_template_{os.getpid()}"
 
 
 def missing(what: str, exc: BaseException) -> None:
@@ -48,7 +49,7 @@ async def kafka_up() -> str:
 
 
 @pytest.fixture(scope="session")
-async def template_db() -> str:
+async def template_db() -> AsyncIterator[str]:
     """A database with schema.sql applied, cloned for every test that needs one."""
     try:
         admin = await asyncpg.connect(f"{DATABASE}/postgres", timeout=10)
@@ -60,7 +61,12 @@ async def template_db() -> str:
     finally:
         await admin.close()
     await db.apply_schema(f"{DATABASE}/{TEMPLATE}")
-    return TEMPLATE
+    yield TEMPLATE
+    admin = await asyncpg.connect(f"{DATABASE}/postgres", timeout=10)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture

@@ -872,6 +872,9 @@ async def wait_healthy(client: httpx.AsyncClient, within: float = 60) -> None:
 
 
 def main(argv: list[str]) -> int:
+    # Stopped from outside (`kill` sends SIGTERM): leave through the `finally` below, which stops
+    # the service, the consumers, Kafka and PostgreSQL this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     opts = options(argv)
     env = environment(opts)
     prepare_state(opts, env)

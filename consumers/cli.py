@@ -21,8 +21,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import asyncpg
 import orjson
 
 from consumers import dlq, fold, normalize, replay
@@ -275,10 +277,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "normalize":  # offline: needs no settings, no secret key
+        try:
+            return cmd_normalize(args)
+        except MailfoldError as exc:
+            print(f"mailfold: {exc.message}", file=sys.stderr)
+            return 1
     settings = Settings.from_env()
     try:
-        if args.command == "normalize":
-            return cmd_normalize(args)
         logs.configure(settings.log_level)
         if args.command == "serve":
             from service.app import create_app
@@ -306,7 +312,30 @@ def main(argv: list[str] | None = None) -> int:
     except MailfoldError as exc:
         print(f"mailfold: {exc.message}", file=sys.stderr)
         return 1
+    except UNREACHABLE as exc:
+        print(f"mailfold: {unreachable(exc, settings)}", file=sys.stderr)
+        return 1
     return 0
+
+
+# A database or broker that does not answer: one line naming it, not a traceback.
+UNREACHABLE: tuple[type[Exception], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    *kafka.BROKER_ERRORS,
+)
+
+
+def unreachable(exc: BaseException, settings: Settings) -> str:
+    """What could not be reached, where (never the DSN's password), and how to start it."""
+    if isinstance(exc, kafka.BROKER_ERRORS):
+        what = f"Kafka at {settings.kafka_bootstrap} (MAILFOLD_KAFKA_BOOTSTRAP)"
+    else:
+        dsn = urlsplit(settings.database_url)
+        where = f"{dsn.hostname}:{dsn.port or 5432}{dsn.path}"
+        what = f"PostgreSQL at {where} (MAILFOLD_DATABASE_URL)"
+    return f"cannot reach {what}: {exc}; is it running? (locally: scripts/services start)"
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ from service.errors import TooLarge, Unavailable
 from service.settings import Settings
 
 log = logging.getLogger("mailfold.kafka")
+# What the broker client raises when it cannot reach the cluster, for callers that report it
+# (the `mailfold` command) without importing aiokafka themselves.
+BROKER_ERRORS: tuple[type[Exception], ...] = (KafkaError,)
 
 # Room for SendGrid's ~768 KB batches (which can run over) plus headers; the consumers fetch up
 # to this per partition (Settings.max_record_bytes bounds what the producer writes).

@@ -14,6 +14,15 @@ RECORD_HEADER_BYTES = 64 * 1024
 TRUTHY = frozenset({"1", "true", "yes", "on"})
 
 
+def number(name: str, raw: str, kind: str) -> int | float:
+    """A numeric setting, or SystemExit naming the variable (never a traceback)."""
+    try:
+        return int(raw) if kind == "int" else float(raw)
+    except ValueError:
+        noun = "a whole number" if kind == "int" else "a number"
+        raise SystemExit(f"{name} must be {noun}, not {raw!r}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:19092"
@@ -97,10 +106,8 @@ class Settings:
             raw = env.get(f"MAILFOLD_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
-            if f.type == "int":
-                values[f.name] = int(raw)
-            elif f.type == "float":
-                values[f.name] = float(raw)
+            if f.type in ("int", "float"):
+                values[f.name] = number(f"MAILFOLD_{f.name.upper()}", raw, f.type)
             elif f.type == "bool":
                 values[f.name] = raw.strip().lower() in TRUTHY
             else:
@@ -108,9 +115,10 @@ class Settings:
         # The local services scripts/services starts follow MAILFOLD_KAFKA_PORT / MAILFOLD_PG_PORT;
         # so do the defaults that point at them, unless the address itself is named.
         if "kafka_bootstrap" not in values and env.get("MAILFOLD_KAFKA_PORT"):
-            values["kafka_bootstrap"] = f"127.0.0.1:{int(env['MAILFOLD_KAFKA_PORT'])}"
+            port = number("MAILFOLD_KAFKA_PORT", env["MAILFOLD_KAFKA_PORT"], "int")
+            values["kafka_bootstrap"] = f"127.0.0.1:{port}"
         if "database_url" not in values and env.get("MAILFOLD_PG_PORT"):
-            port = int(env["MAILFOLD_PG_PORT"])
+            port = number("MAILFOLD_PG_PORT", env["MAILFOLD_PG_PORT"], "int")
             values["database_url"] = f"postgresql://mailfold@127.0.0.1:{port}/mailfold"
         try:
             settings = cls(**values)  # type: ignore[arg-type]

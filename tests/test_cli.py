@@ -70,3 +70,54 @@ def test_unreadable_input_is_a_clear_message_and_a_failure(tmp_path: Path) -> No
     done = normalize("api", str(bad))
     assert done.returncode != 0
     assert "cannot read" in done.stderr and done.stdout == ""
+
+
+def mailfold(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumers.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", **env},
+    )
+
+
+def test_normalize_runs_offline_without_a_secret_key(tmp_path: Path) -> None:
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"type": "sent", "occurred_at": "2025-06-01T12:00:00Z",
+                                "delivery_id": "d1", "recipient": {"email": "a@b.c"}}))  # fmt: skip
+    done = mailfold("normalize", "api", str(body), MAILFOLD_SECRET_KEY_FILE="/nonexistent")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["type"] == "sent"
+
+
+UNREACHABLE = {
+    "MAILFOLD_SECRET_KEY": "k",
+    "MAILFOLD_DATABASE_URL": "postgresql://mailfold:hunter2@127.0.0.1:1/mailfold",
+    "MAILFOLD_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+}
+
+
+def test_an_unreachable_database_is_one_line_naming_it_without_its_password() -> None:
+    done = mailfold("accounts", "create", "acme", **UNREACHABLE)
+    assert done.returncode == 1
+    assert done.stderr.startswith("mailfold: cannot reach PostgreSQL at 127.0.0.1:1/mailfold")
+    assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_broker_is_one_line_naming_it() -> None:
+    done = mailfold("dlq", "list", **UNREACHABLE)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.startswith("mailfold:")]
+    assert lines and lines[-1].startswith("mailfold: cannot reach Kafka at 127.0.0.1:1")
+    assert "Traceback" not in done.stderr
+
+
+def test_a_setting_that_is_not_a_number_is_named_not_a_traceback() -> None:
+    done = mailfold("init", MAILFOLD_SECRET_KEY="k", MAILFOLD_PORT="abc")
+    assert done.returncode != 0
+    assert "MAILFOLD_PORT must be a whole number, not 'abc'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -30,7 +30,7 @@ import orjson
 from consumers import dlq, fold, normalize, replay
 from service import db, kafka, logs
 from service.adapters import SOURCES, derive
-from service.auth import create_account, parse_networks
+from service.auth import create_account, hash_secret, new_secret, parse_networks
 from service.errors import MailfoldError, ParseError
 from service.events import encode
 from service.providers import save
@@ -66,12 +66,41 @@ async def cmd_accounts(settings: Settings, args: argparse.Namespace) -> None:
         if args.action == "create":
             new = await create_account(conn, settings.secret_key, args.name, args.allow_ip)
             out({"account": new.account, "login": new.login, "secret": new.secret})
+        elif args.action == "list":
+            for row in await conn.fetch(db.QUERIES["list_accounts"]):
+                out({**dict(row), "created_at": row["created_at"].isoformat()})
+        elif args.action == "rotate-secret":
+            secret = new_secret()
+            hashed = hash_secret(settings.secret_key, secret)
+            done = await conn.execute(db.QUERIES["rotate_account_secret"], args.account, hashed)
+            if done.endswith(" 0"):
+                raise MailfoldError(f"no account {args.account!r}")
+            out({"account": args.account, "secret": secret})
         else:
             nets = parse_networks(args.cidrs)
             done = await conn.execute(db.QUERIES["set_allowed_ips"], args.account, nets)
             if done.endswith(" 0"):
                 raise MailfoldError(f"no account {args.account!r}")
             out({"account": args.account, "allowed_ips": nets})
+    finally:
+        await conn.close()
+
+
+async def show_or_delete_providers(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await db.connect(settings.database_url)
+    try:
+        if not await conn.fetchval(db.QUERIES["find_account"], args.account):
+            raise MailfoldError(f"no account {args.account!r}")
+        if args.action == "list":
+            for row in await conn.fetch(db.QUERIES["list_provider_settings"], args.account):
+                out({**dict(row), "updated_at": row["updated_at"].isoformat()})
+            return
+        done = await conn.execute(
+            db.QUERIES["delete_provider_settings"], args.account, args.provider
+        )
+        if done.endswith(" 0"):
+            raise MailfoldError(f"no {args.provider} settings for account {args.account!r}")
+        out({"account": args.account, "provider": args.provider, "deleted": True})
     finally:
         await conn.close()
 
@@ -87,6 +116,9 @@ def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
 
 
 async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
+    if args.action in ("list", "delete"):
+        await show_or_delete_providers(settings, args)
+        return
     options: dict[str, Any] = pairs(args.option, "--option")
     if args.webhook_url:
         options["webhook_url"] = args.webhook_url
@@ -222,10 +254,18 @@ def parser() -> argparse.ArgumentParser:
     allow = acc.add_parser("allow-ips", help="replace the IP allow list (none: any address)")
     allow.add_argument("account")
     allow.add_argument("cidrs", nargs="*")
+    acc.add_parser("list", help="every account, its login and configured providers")
+    rotate = acc.add_parser("rotate-secret", help="a new secret (printed once); the old one ends")
+    rotate.add_argument("account")
 
     prov = sub.add_parser("providers", help="configure provider webhooks").add_subparsers(
         dest="action", required=True
     )
+    plist = prov.add_parser("list", help="an account's provider settings (never the secrets)")
+    plist.add_argument("account")
+    pdel = prov.add_parser("delete", help="forget a provider's settings and secrets")
+    pdel.add_argument("account")
+    pdel.add_argument("provider")
     pset = prov.add_parser("set", help="set a provider's credentials for an account")
     pset.add_argument("account")
     pset.add_argument("provider")

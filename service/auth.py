@@ -121,6 +121,11 @@ def parse_networks(values: list[str] | None) -> list[str] | None:
         raise BadInput(f"allowed IPs: {exc}") from exc
 
 
+def new_secret() -> str:
+    """A new account secret: 256 random bits, shown once, stored only as its keyed hash."""
+    return f"mfs_{secrets.token_urlsafe(32)}"
+
+
 async def create_account(
     conn: asyncpg.Connection[Any], secret_key: str, name: str, allowed_ips: list[str] | None = None
 ) -> NewAccount:
@@ -128,7 +133,7 @@ async def create_account(
     if not ACCOUNT_ID.match(account):
         raise BadInput(f"account name {name!r} gives no usable id (letters, digits, - and _)")
     login = f"mf_{secrets.token_hex(8)}"
-    secret = f"mfs_{secrets.token_urlsafe(32)}"
+    secret = new_secret()
     try:
         await conn.execute(
             QUERIES["create_account"],

@@ -400,6 +400,21 @@ CREATE TABLE IF NOT EXISTS delivery_counts (
     human_clicked_count    bigint NOT NULL DEFAULT 0,
     UNIQUE NULLS NOT DISTINCT (account_id, delivery_id, campaign_id)
 );
+-- The group's earliest sent_at (the delivery and campaign lists' first-send date), kept by the
+-- same triggers; filled from the recipient rows when the column is added to an existing table.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM information_schema.columns
+                   WHERE table_schema = current_schema() AND table_name = 'delivery_counts'
+                     AND column_name = 'first_sent_at') THEN
+        ALTER TABLE delivery_counts ADD COLUMN IF NOT EXISTS first_sent_at timestamptz;
+        UPDATE delivery_counts c SET first_sent_at = r.first_sent_at
+        FROM (SELECT account_id, delivery_id, campaign_id, min(sent_at) AS first_sent_at
+              FROM recipients GROUP BY 1, 2, 3) r
+        WHERE c.account_id = r.account_id AND c.delivery_id = r.delivery_id
+          AND c.campaign_id IS NOT DISTINCT FROM r.campaign_id;
+    END IF;
+END $$;
 
 -- The statement that sums the rows a statement changed (`changes`: +1 per row after, -1 per
 -- row before) into delivery_counts; only groups whose figures moved are written. Run by the
@@ -422,16 +437,29 @@ LANGUAGE sql IMMUTABLE AS $$
                    coalesce(sum(sign) FILTER (WHERE complained_at IS NOT NULL), 0) AS complained_count,
                    coalesce(sum(sign) FILTER (WHERE converted_at IS NOT NULL), 0) AS converted_count,
                    coalesce(sum(sign) FILTER (WHERE human_opened_at IS NOT NULL), 0) AS human_opened_count,
-                   coalesce(sum(sign) FILTER (WHERE human_clicked_at IS NOT NULL), 0) AS human_clicked_count
+                   coalesce(sum(sign) FILTER (WHERE human_clicked_at IS NOT NULL), 0) AS human_clicked_count,
+                   -- the earliest send coming in, and the earliest among the rows replaced
+                   min(sent_at) FILTER (WHERE sign > 0) AS first_sent_at,
+                   min(sent_at) FILTER (WHERE sign < 0) AS replaced_sent_at
             FROM changes
             GROUP BY 1, 2, 3
         )
         INSERT INTO delivery_counts AS c
-        SELECT * FROM deltas
+            (account_id, delivery_id, campaign_id, recipient_count, sent_count, delivered_count,
+             opened_count, clicked_count, bounced_count, dropped_count, unsubscribed_count,
+             complained_count, converted_count, human_opened_count, human_clicked_count,
+             first_sent_at)
+        SELECT account_id, delivery_id, campaign_id, recipient_count, sent_count, delivered_count,
+               opened_count, clicked_count, bounced_count, dropped_count, unsubscribed_count,
+               complained_count, converted_count, human_opened_count, human_clicked_count,
+               first_sent_at
+        FROM deltas
         WHERE (recipient_count, sent_count, delivered_count, opened_count, clicked_count,
                bounced_count, dropped_count, unsubscribed_count, complained_count,
                converted_count, human_opened_count, human_clicked_count)
               <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+           -- a send earlier than any it replaces may be the group's new first
+           OR first_sent_at < coalesce(replaced_sent_at, 'infinity')
         ORDER BY 1, 2, 3
         ON CONFLICT (account_id, delivery_id, campaign_id) DO UPDATE SET
             recipient_count = c.recipient_count + excluded.recipient_count,
@@ -445,8 +473,27 @@ LANGUAGE sql IMMUTABLE AS $$
             complained_count = c.complained_count + excluded.complained_count,
             converted_count = c.converted_count + excluded.converted_count,
             human_opened_count = c.human_opened_count + excluded.human_opened_count,
-            human_clicked_count = c.human_clicked_count + excluded.human_clicked_count
+            human_clicked_count = c.human_clicked_count + excluded.human_clicked_count,
+            first_sent_at = least(c.first_sent_at, excluded.first_sent_at)
     $sql$, changes)
+$$;
+
+-- The statement that corrects first_sent_at of the groups a send left (`departed`: the rows
+-- before, of recipients deleted, moved to another campaign or whose send is gone or later):
+-- only a group whose first send was among them is read again. Run by the trigger below.
+CREATE OR REPLACE FUNCTION mailfold_first_sent_sql(departed text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format($sql$
+        WITH departed AS (%s)
+        UPDATE delivery_counts c
+        SET first_sent_at = (SELECT min(r.sent_at) FROM recipients r
+                             WHERE r.account_id = c.account_id AND r.delivery_id = c.delivery_id
+                               AND r.campaign_id IS NOT DISTINCT FROM c.campaign_id)
+        FROM (SELECT account_id, delivery_id, campaign_id, min(sent_at) AS sent_at
+              FROM departed GROUP BY 1, 2, 3) d
+        WHERE c.account_id = d.account_id AND c.delivery_id = d.delivery_id
+          AND c.campaign_id IS NOT DISTINCT FROM d.campaign_id AND c.first_sent_at >= d.sent_at
+    $sql$, departed)
 $$;
 
 -- After every statement that changes recipient rows (the fold's upsert, the click-burst
@@ -478,6 +525,10 @@ BEGIN
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
         WHERE c.account_id = o.account_id AND c.delivery_id = o.delivery_id
           AND c.recipient_count = 0;
+        EXECUTE mailfold_first_sent_sql(
+            'SELECT o.* FROM old_rows o JOIN new_rows n USING (account_id, delivery_id, recipient_key)
+             WHERE o.sent_at IS NOT NULL AND (o.campaign_id IS DISTINCT FROM n.campaign_id
+                                              OR n.sent_at IS NULL OR n.sent_at > o.sent_at)');
         INSERT INTO recipient_search AS s (account_id, delivery_id, recipient_key, search_text)
         SELECT n.account_id, n.delivery_id, n.recipient_key,
                mailfold_search_text(n.email, n.first_name, n.surname, n.client_contact_id)
@@ -497,6 +548,7 @@ BEGIN
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
         WHERE c.account_id = o.account_id AND c.delivery_id = o.delivery_id
           AND c.recipient_count = 0;
+        EXECUTE mailfold_first_sent_sql('SELECT * FROM old_rows WHERE sent_at IS NOT NULL');
         DELETE FROM recipient_search s USING old_rows o
         WHERE s.account_id = o.account_id AND s.delivery_id = o.delivery_id
           AND s.recipient_key = o.recipient_key;

@@ -121,7 +121,8 @@ ON CONFLICT (name) DO UPDATE SET feed_xact = excluded.feed_xact, feed_seq = excl
 WHERE (excluded.feed_xact, excluded.feed_seq) > (f.feed_xact, f.feed_seq);
 
 -- name: summary_recipients
--- Per-recipient funnel figures of one delivery (unique counts and per-recipient sums).
+-- Per-recipient funnel figures of one delivery under one campaign (recipients under none count
+-- with any), unique counts and per-recipient sums.
 SELECT count(*) AS total,
        count(*) FILTER (WHERE dropped_at IS NULL) AS sent,
        count(*) FILTER (WHERE dropped_at IS NOT NULL) AS dropped,
@@ -163,7 +164,7 @@ SELECT count(*) AS total,
        count(*) FILTER (WHERE converted_at IS NOT NULL) AS conversions_unique,
        coalesce(sum(conversions_count), 0) AS conversions
 FROM recipients
-WHERE account_id = $1 AND delivery_id = $2;
+WHERE account_id = $1 AND delivery_id = $2 AND (campaign_id = $3 OR campaign_id IS NULL);
 
 -- name: summary_events
 -- Event totals of one delivery by type, from the hourly counters.
@@ -173,10 +174,11 @@ WHERE account_id = $1 AND delivery_id = $2
 GROUP BY type;
 
 -- name: summary_revenue
--- Conversion revenue of one delivery by currency.
+-- Conversion revenue of one delivery under one campaign (or none) by currency.
 SELECT conversions_currency AS currency, sum(conversions_amount) AS amount
 FROM recipients
-WHERE account_id = $1 AND delivery_id = $2 AND converted_at IS NOT NULL
+WHERE account_id = $1 AND delivery_id = $2 AND (campaign_id = $3 OR campaign_id IS NULL)
+  AND converted_at IS NOT NULL
 GROUP BY conversions_currency
 ORDER BY conversions_currency NULLS LAST;
 

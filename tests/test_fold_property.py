@@ -165,6 +165,8 @@ def counts_of(recipients: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["recipient_count"] += 1
         for name, column in oracle.SIGNAL_COUNTS.items():
             row[name] += r[column] is not None
+        sends = [s for s in (row.get("first_sent_at"), r["sent_at"]) if s is not None]
+        row["first_sent_at"] = min(sends, default=None)
     return [groups[k] for k in sorted(groups, key=lambda k: (k[0], k[1], k[2] is None, k[2]))]
 
 

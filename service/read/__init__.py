@@ -6,6 +6,8 @@ from starlette.routing import Route
 
 from service.read import (
     activities,
+    campaigns,
+    deliveries,
     export,
     histograms,
     links,
@@ -28,6 +30,9 @@ ROUTES = [
     Route(f"{DELIVERY}/sent", lists.sent_endpoint),
     Route(f"{DELIVERY}/undelivered", lists.undelivered_endpoint),
     Route(f"{DELIVERY}/export", export.endpoint),
+    Route("/v1/deliveries", deliveries.endpoint),
+    Route("/v1/campaigns", campaigns.list_endpoint),
+    Route("/v1/campaigns/{campaignId}", campaigns.summary_endpoint),
     Route("/v1/activities", activities.log_endpoint),
     Route("/v1/activities/recent", activities.recent_endpoint),
     Route("/v1/suppressions", suppressions.endpoint),

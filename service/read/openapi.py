@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from service.events import EventType
 from service.http import json, service_of
-from service.read import activities, export, histograms, links, recipients
+from service.read import activities, campaigns, deliveries, export, histograms, links, recipients
 from service.read import schemas as s
 from service.settings import Settings
 from service.webhooks import PROVIDERS
@@ -163,6 +163,21 @@ def read_paths() -> dict[str, Spec]:
             ],
             export_responses(),
         ),
+        "/v1/deliveries": operation(
+            "The account's deliveries, each with its funnel counts and rates (all, human-only).",
+            list_params(deliveries.SORTS, "a substring of the delivery or campaign id"),
+            {"200": s.ok(s.paged("deliveries", s.DELIVERY_ROW)), **s.errors("400", "401", "403")},
+        ),
+        "/v1/campaigns": operation(
+            "The account's campaigns, each with its deliveries' funnel counts and rates.",
+            list_params(campaigns.SORTS, "a substring of the campaign id"),
+            {"200": s.ok(s.paged("campaigns", s.CAMPAIGN_ROW)), **s.errors("400", "401", "403")},
+        ),
+        "/v1/campaigns/{campaignId}": operation(
+            "A campaign across its deliveries: funnel, conversions, revenue per currency, rates.",
+            [path_param("campaignId", "Campaign id.", "c1")],
+            {"200": s.ok(s.CAMPAIGN_SUMMARY), **s.errors("400", "401", "403", "404")},
+        ),
         "/v1/activities": operation(
             "The account's events by event time (seed 001 activities); default: the last 7 days.",
             [
@@ -188,6 +203,30 @@ def read_paths() -> dict[str, Spec]:
             {"200": s.ok(s.feed("suppressions", s.SUPPRESSION)), **s.errors("400", "401", "403")},
         ),
     }
+
+
+def list_params(sorts: Any, searched: str) -> list[Spec]:
+    """The delivery and campaign lists' filters, sort and page (service/read/deliveries.py)."""
+    return [
+        query("campaignId", s.text(256), "Only this campaign."),
+        *dates("First send"),
+        query("q", s.text(200), f"Case-insensitive: {searched}."),
+        query(
+            "sort",
+            s.sort_list(sorts),
+            "Comma-separated fields, each once, `-` for descending; nulls last; "
+            "default -firstSentAt.",
+        ),
+        *page(1000, 100, deliveries.MAX_OFFSET),
+    ]
+
+
+def contact_key() -> Spec:
+    return path_param(
+        "key",
+        "An e-mail address (any case), a contact id or a client contact id.",
+        "john.doe@example.com",
+    )
 
 
 def links_sorts() -> list[str]:

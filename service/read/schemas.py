@@ -195,6 +195,21 @@ SUMMARY = obj(
         "ratesHuman": obj(_fields(OPEN_CLICK_RATES, RATE)),
     }
 )
+# The delivery and campaign lists: the summary's counts and rates per row
+FUNNEL: Spec = {
+    **_fields(COUNTS, COUNT),
+    "rates": obj(_fields(RATES, RATE)),
+    "ratesHuman": obj(_fields(OPEN_CLICK_RATES, RATE)),
+}
+DELIVERY_ROW = obj({"deliveryId": STR, "campaignId": NSTR, "firstSentAt": TIME, **FUNNEL})
+CAMPAIGN_ROW = obj({"campaignId": STR, "deliveries": COUNT, "firstSentAt": TIME, **FUNNEL})
+CAMPAIGN_SUMMARY = obj(
+    {
+        **CAMPAIGN_ROW["properties"],
+        "deliveryIds": {"type": "array", "items": STR},
+        "revenue": SUMMARY["properties"]["revenue"],
+    }
+)
 BUCKET_COUNTS = [
     "sent", "delivered", "deferred", "dropped", "bounced", "bouncedHard", "opened", "openedHuman",
     "openedMachine", "clicked", "clickedHuman", "clickedMachine", "unsubscribed", "spam",

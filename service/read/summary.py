@@ -128,9 +128,9 @@ async def endpoint(request: Request) -> Response:
     known_only(request.query_params, set())
     async with svc.pool.acquire() as conn:
         await require_delivery(conn, account, campaign, delivery)
-        r: Any = await conn.fetchrow(db.QUERIES["summary_recipients"], account, delivery)
+        r: Any = await conn.fetchrow(db.QUERIES["summary_recipients"], account, delivery, campaign)
         by_type = await conn.fetch(db.QUERIES["summary_events"], account, delivery)
-        revenue = await conn.fetch(db.QUERIES["summary_revenue"], account, delivery)
+        revenue = await conn.fetch(db.QUERIES["summary_revenue"], account, delivery, campaign)
     c = counts(r, {row["type"]: row for row in by_type})
     return json(
         {

@@ -212,10 +212,14 @@ READ_PATHS = [
     "/v1/activities",
     "/v1/activities/recent",
     "/v1/suppressions",
+    "/v1/deliveries",
+    "/v1/campaigns",
+    "/v1/campaigns/{c}",
 ]
 SEGMENTS = ["c1", "%FF", "%00", "a" * 3000, "%ED%A0%BD", "..", "%2F", "1e999", "-1"]
 PARAMS = ["limit", "offset", "sort", "signal", "q", "dateFrom", "dateTo", "cursor", "interval",
-          "timeZone", "status", "action", "format", "abVersion", "email", "since"]  # fmt: skip
+          "timeZone", "status", "action", "format", "abVersion", "email", "since",
+          "campaignId"]  # fmt: skip
 QUERY_VALUES = ["%FF", "%00", "-1", "99999999999999999999", "1e999", "2022-15-16", "NaN",
                 "a" * 5000, "-openedAt,-openedAt", "%ED%A0%BD", "", "[]", "{}", "0x10",
                 "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00",

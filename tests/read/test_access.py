@@ -21,7 +21,14 @@ DELIVERY_PATHS = [
     f"{BASE}/undelivered",
     f"{BASE}/export",
 ]
-ACCOUNT_PATHS = ["/v1/activities", "/v1/activities/recent", "/v1/suppressions"]
+ACCOUNT_PATHS = [
+    "/v1/activities",
+    "/v1/activities/recent",
+    "/v1/suppressions",
+    "/v1/deliveries",
+    "/v1/campaigns",
+    "/v1/campaigns/c1",
+]
 BAD = [
     (f"{BASE}/recipients", {"is_opened": "yes"}, "is_opened"),
     (f"{BASE}/recipients", {"status": "read"}, "status"),
@@ -37,6 +44,10 @@ BAD = [
     (f"{BASE}/export", {"format": "xlsx"}, "format"),
     (f"{BASE}/export", {"limit": "10"}, "limit"),
     ("/v1/suppressions", {"since": "yesterday"}, "since"),
+    ("/v1/deliveries", {"sort": "openRate"}, "sort"),
+    ("/v1/deliveries", {"dateFrom": "June"}, "dateFrom"),
+    ("/v1/campaigns", {"q": ""}, "q"),
+    ("/v1/campaigns", {"offset": "-1"}, "offset"),
 ]
 
 
@@ -61,6 +72,9 @@ async def test_another_account_gets_404_for_the_delivery_and_nothing_of_its_rows
         assert log.json()["paging"]["totalCount"] == 0
         assert (await client.get("/v1/activities/recent")).json()["activities"] == []
         assert (await client.get("/v1/suppressions")).json()["suppressions"] == []
+        assert (await client.get("/v1/deliveries")).json()["deliveries"] == []
+        assert (await client.get("/v1/campaigns")).json()["campaigns"] == []
+        assert (await client.get("/v1/campaigns/c1")).status_code == 404
 
 
 async def test_another_campaign_or_delivery_is_404(told: httpx.AsyncClient) -> None:

@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.http import authenticate, json, service_of
-from service.read.recipients import Query, build, delivery_ids, iso, require_delivery
+from service.read.recipients import EXACT, Query, build, delivery_ids, iso, require_delivery
 
-PARAMS = {"q", "limit", "offset", "sort"}
+PARAMS = {"q", "limit", "offset", "sort", *EXACT}
 SENT = "dropped_at IS NULL"
 # Dropped, or bounced and (hard, or never delivered): summary.py's `undelivered`. The first
 # clause is recipients_undelivered_idx's predicate, so the planner can use that index.

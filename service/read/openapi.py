@@ -55,16 +55,34 @@ def dates(what: str) -> list[Spec]:
 
 def recipient_filters() -> list[Spec]:
     flags = [
-        query(name, {"type": "boolean"}, f"true: recipients whose {col} is set; false: not set.")
-        for name, col in recipients.FLAGS.items()
+        query(
+            name,
+            {"type": "boolean"},
+            f"true: recipients whose {' or '.join(cols)} is set; false: none is.",
+        )
+        for name, cols in recipients.FLAGS.items()
     ]
     return [
+        *exact_filters(),
         query("signal", {"type": "string", "enum": list(recipients.SIGNALS)}, "Who did it."),
         query("q", s.text(200), "Substring of the e-mail, first name, surname or client id."),
         *dates("The signal's time (without a signal: the delivery time)"),
         *flags,
         query("abVersion", s.text(256), "The A/B version the recipient was sent."),
         query("status", s.comma_list(recipients.STATUSES), "Comma-separated statuses."),
+        query(
+            "deliveryStatus",
+            s.comma_list(recipients.DELIVERY_STATUSES),
+            "Comma-separated delivery outcomes: pending, delivered, failed (bounced or dropped).",
+        ),
+    ]
+
+
+def exact_filters() -> list[Spec]:
+    return [
+        query("email", s.text(256), "Only the recipient with this e-mail address (any case)."),
+        query("contactId", s.text(256), "Only recipients with exactly this contact id."),
+        query("clientContactId", s.text(256), "Only recipients with exactly this client id."),
     ]
 
 
@@ -139,6 +157,7 @@ def read_paths() -> dict[str, Spec]:
             "Recipients the delivery was sent to (not dropped), bounced ones included.",
             [
                 query("q", s.text(200), "Search."),
+                *exact_filters(),
                 *page(1000, 100, recipients.MAX_OFFSET),
                 sort(recipients.SORTS),
             ],
@@ -148,6 +167,7 @@ def read_paths() -> dict[str, Spec]:
             "Recipients dropped or bounced without delivery, with the reason.",
             [
                 query("q", s.text(200), "Search."),
+                *exact_filters(),
                 *page(1000, 100, recipients.MAX_OFFSET),
                 sort(recipients.SORTS),
             ],

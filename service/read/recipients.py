@@ -1,7 +1,8 @@
 """The delivery recipient activity list (seed 000): filters, search, sort, paging.
 
 Filters: `signal` (seed 000), the `is_*` flags (seed 004), `abVersion` (seed 002), `status`,
-`q` and dates, all combinable. SQL is composed only from the whitelists below; every value is a
+`deliveryStatus`, exact `email`, `contactId` and `clientContactId`, `q` and dates, all
+combinable. SQL is composed only from the whitelists below; every value is a
 $n parameter.
 """
 
@@ -68,13 +69,25 @@ SORTS: dict[str, str] = {
     "conversionsNumber": "conversions_count",
     "status": "status_rank",
 }
-# seed 004's flags -> the column that is set once the thing happened
-FLAGS: dict[str, str] = {
-    "is_opened": "opened_at",
-    "is_clicked": "clicked_at",
-    "is_bounced": "bounced_at",
-    "is_unsubscribed": "unsubscribed_at",
-    "is_complained": "complained_at",
+# seed 004's flags -> the columns of which one is set once the thing happened. A flag says
+# whether an event happened, not the outcome: a soft bounce before a delivery is still
+# is_failed=true, while its deliveryStatus is delivered.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "is_sent": ("sent_at",),
+    "is_delivered": ("delivered_at",),
+    "is_opened": ("opened_at",),
+    "is_clicked": ("clicked_at",),
+    "is_bounced": ("bounced_at",),
+    "is_failed": ("dropped_at", "bounced_at"),  # recipients_undelivered_idx's predicate
+    "is_skipped": ("dropped_at",),
+    "is_unsubscribed": ("unsubscribed_at",),
+    "is_complained": ("complained_at",),
+}
+# exact filters -> the column they match; `email` also the key, so it is a primary-key lookup
+EXACT: dict[str, str] = {
+    "email": "email",
+    "contactId": "contact_id",
+    "clientContactId": "client_contact_id",
 }
 # status name -> status_rank (the order of mailfold_status in schema.sql)
 STATUSES: dict[str, int] = {
@@ -90,15 +103,34 @@ STATUSES: dict[str, int] = {
     "hard_bounced": 9,
     "complained": 10,
 }
-FILTERS = {"signal", "q", "dateFrom", "dateTo", "abVersion", "status", *FLAGS}
+# deliveryStatus -> its condition: the outcome of the delivery, beside the engagement `status`.
+# The three are exhaustive and exclusive, and agree with the summary's funnel: `failed` is its
+# `undelivered` (lists.py), `delivered` its `delivered`. A hard bounce outranks a delivery (the
+# address is gone); a soft bounce or a deferral does not (a retry that got through), whatever
+# the order they happened in. An open or a click proves delivery without a delivered event.
+DELIVERED = "coalesce(delivered_at, opened_at, clicked_at)"
+DELIVERY_STATUSES: dict[str, str] = {
+    "pending": f"(dropped_at IS NULL AND bounced_at IS NULL AND {DELIVERED} IS NULL)",
+    "delivered": f"""(dropped_at IS NULL AND hard_bounced_at IS NULL
+    AND {DELIVERED} IS NOT NULL)""",
+    # recipients_undelivered_idx's predicate first, so that index can serve the filter
+    "failed": f"""((dropped_at IS NOT NULL OR bounced_at IS NOT NULL)
+    AND (dropped_at IS NOT NULL OR hard_bounced_at IS NOT NULL OR {DELIVERED} IS NULL))""",
+}
+DELIVERY_STATUS = f"""CASE WHEN {DELIVERY_STATUSES["failed"]} THEN 'failed'
+    WHEN {DELIVERY_STATUSES["delivered"]} THEN 'delivered' ELSE 'pending' END"""
+FILTERS = {
+    "signal", "q", "dateFrom", "dateTo", "abVersion", "status", "deliveryStatus", *FLAGS, *EXACT,
+}  # fmt: skip
 PARAMS = FILTERS | {"limit", "offset", "sort"}
 MAX_OFFSET = 10_000_000
 
-COLUMNS = """contact_id, client_contact_id, first_name, surname, email, recipient_key, ab_version,
+COLUMNS = f"""contact_id, client_contact_id, first_name, surname, email, recipient_key, ab_version,
 sent_at, delivered_at, opened_at, open_count, open_human_count, open_machine_count, clicked_at,
 click_count, click_human_count, click_machine_count, unsubscribed_at, complained_at, bounced_at,
 bounce_class, bounce_code, bounce_reason, dropped_at, conversions_amount, conversions_currency,
-conversions_count, mailfold_status(status_rank) AS status"""
+conversions_count, mailfold_status(status_rank) AS status,
+{DELIVERY_STATUS} AS delivery_status"""
 
 
 @dataclass
@@ -163,6 +195,7 @@ def build(
         query.counted = SIGNAL_COUNTS[signal] if signal else "recipient_count"
     add_search(query, params)
     add_flags(query, params)
+    add_exact(query, params)
     if len(query.where) > 3 + (signal is not None):
         query.counted = None
     query.limit = integer(params, "limit", 100, 1, 1000)
@@ -204,11 +237,12 @@ def add_search(query: Query, params: Any) -> None:
 
 
 def add_flags(query: Query, params: Any) -> None:
-    """The `is_*` flags (true: it happened; false: it did not), `abVersion` and `status`."""
-    for name, column in FLAGS.items():
+    """The `is_*` flags (true: it happened; false: it did not), `abVersion`, `status` and
+    `deliveryStatus`."""
+    for name, columns in FLAGS.items():
         flag = boolean(params, name)
         if flag is not None:
-            query.where.append(f"{column} IS {'NOT NULL' if flag else 'NULL'}")
+            query.where.append(flag_sql(columns, flag))
     version = text(params, "abVersion")
     if version is not None:
         query.where.append(f"ab_version = {query.arg(version)}")
@@ -216,6 +250,30 @@ def add_flags(query: Query, params: Any) -> None:
     if statuses is not None:
         ranks = [STATUSES[s] for s in statuses]
         query.where.append(f"status_rank = ANY({query.arg(ranks)}::smallint[])")
+    outcomes = choices(params, "deliveryStatus", DELIVERY_STATUSES)
+    if outcomes is not None:
+        query.where.append(f"({' OR '.join(DELIVERY_STATUSES[o] for o in outcomes)})")
+
+
+def flag_sql(columns: tuple[str, ...], flag: bool) -> str:
+    """true: one of the columns is set; false: none is."""
+    if flag:
+        either = " OR ".join(f"{c} IS NOT NULL" for c in columns)
+        return either if len(columns) == 1 else f"({either})"
+    return " AND ".join(f"{c} IS NULL" for c in columns)
+
+
+def add_exact(query: Query, params: Any) -> None:
+    """`email`, `contactId`, `clientContactId`: exact matches (an address in any case)."""
+    for name, column in EXACT.items():
+        value = text(params, name)
+        if value is None:
+            continue
+        if name == "email":  # addresses are stored lower-cased, and key their recipient
+            value = query.arg(value.lower())
+            query.where.append(f"recipient_key = {value} AND email = {value}")
+        else:
+            query.where.append(f"{column} = {query.arg(value)}")
 
 
 def page_sql(query: Query) -> tuple[str, list[Any]]:
@@ -321,6 +379,7 @@ def to_json(row: Any, when: Callable[[datetime | None], Any] = iso) -> dict[str,
         "conversionsNumber": row["conversions_count"],
         "abVersion": row["ab_version"],
         "status": row["status"],
+        "deliveryStatus": row["delivery_status"],
     }
 
 

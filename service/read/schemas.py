@@ -125,6 +125,7 @@ RECIPIENT = obj(
         "conversionsNumber": COUNT,
         "abVersion": NSTR,
         "status": {"type": "string", "enum": list(recipients.STATUSES)},
+        "deliveryStatus": {"type": "string", "enum": list(recipients.DELIVERY_STATUSES)},
     }
 )
 assert set(RECIPIENT["properties"]) == set(recipients.FIELD_NAMES)

@@ -29,6 +29,7 @@ from tests.read.story import BASE, CAMPAIGN, DELIVERY, post
 TEXT_COLUMNS = [
     "contact_id", "client_contact_id", "first_name", "surname", "email", "ab_version",
     "bounce_class", "bounce_code", "bounce_reason", "conversions_currency", "status",
+    "delivery_status",
 ]  # fmt: skip
 COUNT_COLUMNS = [
     "open_count", "open_human_count", "open_machine_count", "click_count", "click_human_count",

@@ -354,6 +354,14 @@ CREATE INDEX IF NOT EXISTS events_campaign_idx ON events (account_id, campaign_i
 CREATE INDEX IF NOT EXISTS events_delivery_idx ON events (account_id, delivery_id, occurred_at);
 -- (also one recipient's events in one delivery, filtered by delivery)
 CREATE INDEX IF NOT EXISTS events_contact_idx ON events (account_id, recipient_key, occurred_at);
+-- A contact's recipient keys in every delivery, found by its contact id or client contact id
+-- (GET /v1/contacts/{key}/..., the activity log's `contact`). The ids are set with a recipient's
+-- first event and then stay, so these entries are rewritten only by updates that are not HOT
+-- anyway (a first open, click or bounce).
+CREATE INDEX IF NOT EXISTS recipients_contact_idx
+    ON recipients (account_id, contact_id) WHERE contact_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS recipients_client_contact_idx
+    ON recipients (account_id, client_contact_id) WHERE client_contact_id IS NOT NULL;
 
 -- Recipient lists: version filter, the undelivered list, and the latest-opens-first order.
 CREATE INDEX IF NOT EXISTS recipients_ab_version_idx

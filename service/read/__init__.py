@@ -7,6 +7,7 @@ from starlette.routing import Route
 from service.read import (
     activities,
     campaigns,
+    contacts,
     deliveries,
     export,
     histograms,
@@ -35,6 +36,8 @@ ROUTES = [
     Route("/v1/campaigns/{campaignId}", campaigns.summary_endpoint),
     Route("/v1/activities", activities.log_endpoint),
     Route("/v1/activities/recent", activities.recent_endpoint),
+    Route("/v1/contacts/{key}/activities", contacts.activities_endpoint),
+    Route("/v1/contacts/{key}/timeline", contacts.timeline_endpoint),
     Route("/v1/suppressions", suppressions.endpoint),
     Route("/openapi.json", openapi.endpoint),
 ]

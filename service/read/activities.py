@@ -44,12 +44,22 @@ TYPES = (
     "custom",
 )
 # exact-match filters -> their column
-EQUALS = {"campaignId": "campaign_id", "deliveryId": "delivery_id", "contact": "recipient_key"}
+EQUALS = {"campaignId": "campaign_id", "deliveryId": "delivery_id"}
+# A contact's events: those of its own key (an e-mail address, lower-cased, or a contact id) and
+# of every recipient that carries it as contact id or client contact id, in any delivery. The
+# keys are gathered once (an InitPlan over recipients_contact_idx and
+# recipients_client_contact_idx); the events are then read through events_contact_idx.
+CONTACT_KEYS = """recipient_key = ANY(ARRAY(
+    SELECT {key}::text
+    UNION
+    SELECT c.recipient_key FROM recipients c
+    WHERE c.account_id = {account} AND (c.contact_id = {raw} OR c.client_contact_id = {raw})))"""
 SORTS = {
     "occurredAt": "occurred_at ASC, event_id ASC",
     "-occurredAt": "occurred_at DESC, event_id DESC",
 }
-LOG_PARAMS = {"dateFrom", "dateTo", "type", "machine", "limit", "offset", "sort", *EQUALS}
+FILTERS = {"dateFrom", "dateTo", "type", "contact", "machine", *EQUALS}
+LOG_PARAMS = FILTERS | {"limit", "offset", "sort"}
 RECENT_PARAMS = {"since", "limit"}
 DEFAULT_DAYS = 7
 MAX_OFFSET = 1_000_000
@@ -113,8 +123,10 @@ def build_log(account: str, params: Any, now: datetime) -> Query:
     for name, column in EQUALS.items():
         value = text(params, name)
         if value is not None:
-            value = value.lower() if name == "contact" and "@" in value else value
             query.where.append(f"{column} = {query.arg(value)}")
+    contact = text(params, "contact")
+    if contact is not None:
+        query.where.append(contact_sql(query, contact))
     machine = boolean(params, "machine")
     if machine is not None:
         query.where.append(f"machine IS {'TRUE' if machine else 'NOT TRUE'}")
@@ -125,6 +137,13 @@ def build_log(account: str, params: Any, now: datetime) -> Query:
     query.limit = integer(params, "limit", 100, 1, 1000)
     query.offset = integer(params, "offset", 0, 0, MAX_OFFSET)
     return query
+
+
+def contact_sql(query: Query, contact: str) -> str:
+    """The condition keeping one contact's events: `contact` is an e-mail address (any case), a
+    contact id or a client contact id. The query's first argument is the account."""
+    key = contact.lower() if "@" in contact else contact
+    return CONTACT_KEYS.format(key=query.arg(key), account="$1", raw=query.arg(contact))
 
 
 def log_sql(query: Query) -> tuple[str, list[Any], str]:

@@ -176,6 +176,17 @@ ACTIVITY = obj(
         "name": NSTR,
     }
 )
+CONTACT_ACTIVITIES = obj(
+    {"contact": STR, "activities": {"type": "array", "items": ACTIVITY}, "paging": PAGING}
+)
+CONTACT_EVENT = obj(
+    {
+        **TIMELINE_EVENT["properties"],
+        **_fields(["campaignId", "deliveryId"], NSTR),
+        "contact": STR,
+    }
+)
+CONTACT_TIMELINE = obj({"contact": STR, "events": {"type": "array", "items": CONTACT_EVENT}})
 COUNTS = [
     "total", "sent", "dropped", "delivered", "failed", "undelivered", "bounces", "bouncesUnique",
     "hardBouncesUnique", "softBouncesUnique", "opens", "opensHuman", "opensMachine",

@@ -121,8 +121,11 @@ CREATE TABLE IF NOT EXISTS events_default PARTITION OF events DEFAULT;
 -- events_contact_idx below: a contact's events across all its deliveries are few, and one index
 -- entry fewer per event is about 140 bytes of WAL less.
 DROP INDEX IF EXISTS events_recipient_idx;
-CREATE INDEX IF NOT EXISTS events_pending_idx
-    ON events (account_id, message_id) WHERE delivery_id IS NULL;
+-- Events waiting for their message's delivery (resolve_pending). An event with neither a
+-- delivery nor a message (a named custom event of a contact) never waits and is not in it.
+DROP INDEX IF EXISTS events_pending_idx;
+CREATE INDEX IF NOT EXISTS events_awaiting_delivery_idx
+    ON events (account_id, message_id) WHERE delivery_id IS NULL AND message_id IS NOT NULL;
 
 -- message_id -> (campaign, delivery, recipient), from any event that carries both; resolves
 -- events that arrive without delivery metadata (async bounces, spam reports).

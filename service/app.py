@@ -98,6 +98,9 @@ async def post_events(request: Request) -> Response:
     )
     await svc.ingest.accept(record, remote)
     count_accepted(request)
+    echoed = events_api.echo(body, items)
+    if echoed is not None:  # one named event posted alone: 201 with the event
+        return json(echoed, 201, {"X-Request-Id": rid})
     return json({"accepted": len(items), "request_id": rid}, 202)
 
 

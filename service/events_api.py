@@ -46,6 +46,11 @@ TOP_FIELDS = {
     "payload",
 }
 RECIPIENT_FIELDS = {"email", "contact_id", "client_contact_id", "first_name", "surname"}
+# A named event, `{name, payload}` without `type`: a custom event of the contact its
+# payload names (email, else a contact id), of no delivery; `occurred_at` (default: when
+# Mailfold received it) and `id` may come along.
+NAMED_FIELDS = {"name", "payload", "occurred_at", "id"}
+PAYLOAD_RECIPIENT = ("email", "contact_id", "client_contact_id")
 ID_FIELDS = ("id", "campaign_id", "delivery_id", "message_id", "ab_version")
 # Field -> the most characters it may have (the OpenAPI document says the same; the ledger,
 # service/ledger.py, holds at least as much).
@@ -149,17 +154,13 @@ def _check_event(item: Any, index: int, problems: list[Problem]) -> None:
         return
     for key in sorted(item.keys() - TOP_FIELDS):
         err(key, "unknown field")
+    if is_named(item):
+        _check_named(item, err)
+        return
     kind = item.get("type")
     if not isinstance(kind, str) or kind not in EventType._value2member_map_:
         err("type", f"must be one of {', '.join(t.value for t in EventType)}")
-    try:
-        if not isinstance(item.get("occurred_at"), str):
-            raise ValueError("is required, an ISO-8601 time with a zone")
-        at = parse_time(item["occurred_at"])
-        if not EARLIEST <= at.year <= LATEST:
-            raise ValueError(f"year {at.year} is outside {EARLIEST}-{LATEST}")
-    except ValueError as exc:
-        err("occurred_at", str(exc) if "required" in str(exc) else f"is not a zoned time: {exc}")
+    _check_time(item, err)
     for key in ID_FIELDS:
         if item.get(key) is not None and (problem := _text(item[key])):
             err(key, problem)
@@ -173,6 +174,47 @@ def _check_event(item: Any, index: int, problems: list[Problem]) -> None:
     _check_recipient(item.get("recipient"), err)
     if isinstance(kind, str):
         _check_by_type(item, kind, err)
+
+
+def _check_time(item: dict[str, Any], err: Any) -> None:
+    try:
+        if not isinstance(item.get("occurred_at"), str):
+            raise ValueError("is required, an ISO-8601 time with a zone")
+        at = parse_time(item["occurred_at"])
+        if not EARLIEST <= at.year <= LATEST:
+            raise ValueError(f"year {at.year} is outside {EARLIEST}-{LATEST}")
+    except ValueError as exc:
+        err("occurred_at", str(exc) if "required" in str(exc) else f"is not a zoned time: {exc}")
+
+
+def is_named(item: Any) -> bool:
+    """A named event: an object with `name` and no `type`."""
+    return isinstance(item, dict) and "type" not in item and "name" in item
+
+
+def _check_named(item: dict[str, Any], err: Any) -> None:
+    for key in sorted(item.keys() - NAMED_FIELDS):
+        err(key, f"unknown field (an event without type takes {', '.join(sorted(NAMED_FIELDS))})")
+    if problem := _text(item["name"], MAX_NAME):
+        err("name", problem)
+    if "occurred_at" in item:
+        _check_time(item, err)
+    if item.get("id") is not None and (problem := _text(item["id"])):
+        err("id", problem)
+    payload = item.get("payload")
+    if not isinstance(payload, dict):
+        err("payload", "must be an object with email (or contact_id or client_contact_id)")
+        return
+    if problem := ledger.payload_problem(payload):
+        err("payload", problem)
+    for key in PAYLOAD_RECIPIENT:
+        if payload.get(key) is not None and (problem := _text(payload[key])):
+            err(f"payload.{key}", problem)
+    email = payload.get("email")
+    if isinstance(email, str) and ("@" not in email or SPACE.search(email)):
+        err("payload.email", "is not an e-mail address")
+    if not any(payload.get(key) for key in PAYLOAD_RECIPIENT):
+        err("payload.email", "is required (or payload.contact_id or payload.client_contact_id)")
 
 
 def validate(body: bytes, max_events: int) -> tuple[list[Any], list[Problem]]:
@@ -232,6 +274,35 @@ def build_event(record: RawRecord, item: dict[str, Any]) -> Event:
     )
 
 
+def build_named_event(record: RawRecord, item: dict[str, Any]) -> Event:
+    """The custom event of one validated named event (`{name, payload}`, no `type`)."""
+    payload = item["payload"]
+    at = item.get("occurred_at")
+    return make_event(
+        record,
+        native_type=EventType.CUSTOM.value,
+        type=EventType.CUSTOM,
+        occurred_at=parse_time(at) if at else record.received_at,
+        recipient=Recipient(
+            email=payload.get("email"),
+            contact_id=payload.get("contact_id"),
+            client_contact_id=payload.get("client_contact_id"),
+        ),
+        provider_event_id=item.get("id"),
+        id_discriminator=item.get("id") or item["name"],
+        name=item["name"],
+        payload=payload,
+    )
+
+
+def echo(body: bytes, items: list[Any]) -> Any:
+    """The answer to one named event posted alone: the event itself (with 201); None for any
+    other body."""
+    if len(items) == 1 and is_named(items[0]) and not body.lstrip().startswith(b"["):
+        return items[0]
+    return None
+
+
 def parse(record: RawRecord) -> list[Event]:
     """Canonical events of one accepted Event API body."""
     items, problems = validate(record.body, max_events=1_000_000)
@@ -240,4 +311,7 @@ def parse(record: RawRecord) -> list[Event]:
         raise ParseError(
             f"api: event {first['index']} field {first['field']!r}: {first['message']}"
         )
-    return [build_event(record, item) for item in items]
+    return [
+        build_named_event(record, item) if is_named(item) else build_event(record, item)
+        for item in items
+    ]

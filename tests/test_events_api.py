@@ -231,3 +231,66 @@ def test_a_deep_payload_is_refused_naming_it() -> None:
     deep = events_api.validate(with_hostile("payload", "[" * 300 + "]" * 300), 100)[1]
     assert [p["field"] for p in deep] == ["payload"]
     assert "at most 32 levels" in str(deep[0]["message"])
+
+
+NAMED = {"name": "login_user", "payload": {"email": "Test@Mail.ru"}}
+
+
+def test_a_named_event_is_a_custom_event_of_the_payloads_contact_and_no_delivery() -> None:
+    assert problems(NAMED) == []
+    received = RawRecord(account="acme", source="api", body=orjson.dumps(NAMED))
+    (event,) = events_api.parse(received)
+    assert (event.type, event.name, event.payload) == (
+        EventType.CUSTOM,
+        "login_user",
+        NAMED["payload"],
+    )
+    assert event.recipient.email == "test@mail.ru"
+    assert (event.delivery_id, event.message_id) == (None, None)
+    assert event.occurred_at == received.received_at
+    row_of(encode(event))
+
+
+def test_a_named_event_posted_alone_is_echoed_and_in_an_array_is_not() -> None:
+    body = orjson.dumps(NAMED)
+    assert events_api.echo(body, events_api.validate(body, 10)[0]) == NAMED
+    listed = orjson.dumps([NAMED])
+    assert events_api.echo(listed, events_api.validate(listed, 10)[0]) is None
+
+
+def test_a_named_event_with_its_time_and_id_is_the_same_event_when_posted_again() -> None:
+    body = {**NAMED, "occurred_at": "2025-06-01T10:00:00Z", "id": "e-1"}
+    (a,) = events_api.parse(record(body))
+    (b,) = events_api.parse(record(body))
+    assert a.event_id == b.event_id
+    assert a.occurred_at.isoformat() == "2025-06-01T10:00:00+00:00"
+
+
+def test_a_named_event_without_an_email_takes_a_contact_id() -> None:
+    (event,) = events_api.parse(record({"name": "x", "payload": {"contact_id": "c-9"}}))
+    assert event.recipient.key() == "c-9"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "x", "payload": {}}, "payload.email"),
+        ({"name": "x", "payload": {"email": "nope"}}, "payload.email"),
+        ({"name": "x", "payload": {"email": 7}}, "payload.email"),
+        ({"name": "x", "payload": "test@mail.ru"}, "payload"),
+        ({"name": "x"}, "payload"),
+        ({"name": "", "payload": {"email": "a@b.c"}}, "name"),
+        ({"name": None, "payload": {"email": "a@b.c"}}, "name"),
+        ({"name": "x" * 129, "payload": {"email": "a@b.c"}}, "name"),
+        ({"name": "x", "payload": {"email": "a@b.c", "k": "a\x00"}}, "payload"),
+        ({"name": "x", "payload": {"email": "a@b.c"}, "delivery_id": "d1"}, "delivery_id"),
+        ({"name": "x", "payload": {"email": "a@b.c"}, "occurred_at": "yesterday"}, "occurred_at"),
+        ({"name": "x", "payload": {"contact_id": "c" * 300}}, "payload.contact_id"),
+    ],
+)
+def test_each_bad_named_event_field_is_named(body: dict[str, object], field: str) -> None:
+    found = problems([NAMED, body])
+    assert {(p["index"], p["field"]) for p in found} >= {(1, field)}, found
+    assert all(p["index"] == 1 for p in found)
+    with pytest.raises(ParseError, match=f"event 1 field {field!r}"):
+        events_api.parse(record([NAMED, body]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.routing import Route
 
 from service.read import (
+    ab,
     activities,
     campaigns,
     contacts,
@@ -31,6 +32,8 @@ ROUTES = [
     Route(f"{DELIVERY}/sent", lists.sent_endpoint),
     Route(f"{DELIVERY}/undelivered", lists.undelivered_endpoint),
     Route(f"{DELIVERY}/export", export.endpoint),
+    Route(f"{DELIVERY}/ab", ab.delivery_endpoint),
+    Route("/v1/campaigns/{campaignId}/ab", ab.campaign_endpoint),
     Route("/v1/deliveries", deliveries.endpoint),
     Route("/v1/campaigns", campaigns.list_endpoint),
     Route("/v1/campaigns/{campaignId}", campaigns.summary_endpoint),

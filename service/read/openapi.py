@@ -183,6 +183,16 @@ def read_paths() -> dict[str, Spec]:
             ],
             export_responses(),
         ),
+        f"{DELIVERY}/ab": delivery_op(
+            "A/B results: the funnel per version, open and click rates tested against the best.",
+            [],
+            s.ab_report("campaignId", "deliveryId"),
+        ),
+        "/v1/campaigns/{campaignId}/ab": operation(
+            "A/B results over a campaign's deliveries: the funnel per version, with z-tests.",
+            [path_param("campaignId", "Campaign id.", "c1")],
+            {"200": s.ok(s.ab_report("campaignId")), **s.errors("400", "401", "403", "404")},
+        ),
         "/v1/deliveries": operation(
             "The account's deliveries, each with its funnel counts and rates (all, human-only).",
             list_params(deliveries.SORTS, "a substring of the delivery or campaign id"),
@@ -305,6 +315,11 @@ def ingest_paths(settings: Settings) -> dict[str, Spec]:
                     "content": {"application/json": {"schema": events}},
                 },
                 "responses": {
+                    "201": s.ok(
+                        s.named_event_echo(),
+                        "One named event (`{name, payload}`, no `type`) posted alone: "
+                        "produced to Kafka and acknowledged; the event is echoed.",
+                    ),
                     "202": s.ok(s.ACCEPTED, "Produced to Kafka and acknowledged."),
                     **s.errors("400", "401", "403", "413", "503"),
                 },

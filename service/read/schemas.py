@@ -376,10 +376,79 @@ def events_body(max_events: int, types: list[str]) -> Spec:
             variant(plain),
             variant(["converted"], conversion=conversion),
             variant(["custom"], name={"type": "string", "minLength": 1, "maxLength": 128}),
+            named_event(email, common),
         ]
     }
     return {
         "oneOf": [event, {"type": "array", "minItems": 1, "maxItems": max_events, "items": event}]
+    }
+
+
+def named_event(email: Spec, common: Spec) -> Spec:
+    """A named event: `{name, payload}` without `type`, a custom event of the contact
+    the payload names (`email`, else `contact_id` or `client_contact_id`)."""
+    payload = {
+        "type": "object",
+        "propertyNames": {"pattern": NO_NUL},
+        "properties": {
+            "email": email,
+            **_fields(["contact_id", "client_contact_id"], id_field(256)),
+        },
+        "additionalProperties": {"$ref": "#/components/schemas/Payload"},
+        "anyOf": [
+            {"required": [key], "properties": {key: {"type": "string"}}}
+            for key in ("email", "contact_id", "client_contact_id")
+        ],
+    }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "payload"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_NUL},
+            "payload": payload,
+            "occurred_at": common["occurred_at"],
+            "id": common["id"],
+        },
+    }
+
+
+def ab_report(*scope: str) -> Spec:
+    """The A/B report (service/read/ab.py): the summary's funnel and z-tests per version."""
+    test = obj(
+        {
+            "best": NSTR,
+            "z": {"type": ["number", "null"]},
+            "pValue": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            "reason": NSTR,
+        }
+    )
+    tests = obj(_fields(["openRateUnique", "clickRateUnique"], test))
+    funnel: Spec = {
+        **_fields(COUNTS, COUNT),
+        "rates": obj(_fields(RATES, RATE)),
+        "ratesHuman": obj(_fields(OPEN_CLICK_RATES, RATE)),
+    }
+    version = obj({"abVersion": STR, **funnel, "tests": tests, "testsHuman": tests})
+    return obj(
+        {
+            **_fields(scope, STR),
+            **(
+                {"deliveries": {"type": "array", "items": STR}} if "deliveryId" not in scope else {}
+            ),
+            "versions": {"type": "array", "items": version},
+            "unversioned": {"anyOf": [obj(funnel), {"type": "null"}]},
+            "method": STR,
+        }
+    )
+
+
+def named_event_echo() -> Spec:
+    """The Event API's 201: the named event posted alone, as it was posted."""
+    return {
+        "type": "object",
+        "required": ["name", "payload"],
+        "properties": {"name": STR, "payload": {"type": "object"}},
     }
 
 

@@ -113,6 +113,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     group = settings.normalize_group
     await producer.try_start()
     if not await consumer.start_when_reachable(stop):
+        # Stopped before the broker answered: a start that failed still holds a client open.
+        await consumer.stop()
         await producer.stop()
         return
     last_lag = 0.0

@@ -19,7 +19,6 @@ from service import kafka, logs, metrics
 from service.adapters import SOURCES, derive
 from service.errors import ParseError
 from service.events import Event, encode
-from service.ledger import check_event
 from service.raw import from_kafka
 from service.settings import Settings
 
@@ -58,15 +57,18 @@ def derive_record(rec: kafka.Record) -> list[Event]:
         raise ParseError(f"unreadable raw record: {exc!r}") from exc
 
 
-def encode_storable(settings: Settings, events: list[Event]) -> tuple[list[Output], list[str]]:
-    """The outputs of the events the ledger can store, and why each of the others cannot be."""
+def encode_events(settings: Settings, events: list[Event]) -> tuple[list[Output], list[str]]:
+    """The outputs of the events, and why each one that cannot be encoded could not be.
+
+    Every event was checked against the ledger's limits when it was made (`make_event`), so the
+    ledger takes what encodes; an encoder failure here is a bug that must not stop the stream.
+    """
     outputs: list[Output] = []
     refused: list[str] = []
     for index, event in enumerate(events):
         try:
-            check_event(event)
             outputs.append((settings.events_topic, event.key(), encode(event), []))
-        except Exception as exc:  # Unstorable, or anything the encoder refuses
+        except Exception as exc:
             refused.append(f"event {index} ({event.native_type!r}): {exc}")
     return outputs, refused
 
@@ -77,7 +79,7 @@ def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
     the record whole; the events already folded are absorbed by their ids)."""
     outputs: list[Output] = []
     try:
-        outputs, refused = encode_storable(settings, derive_record(rec))
+        outputs, refused = encode_events(settings, derive_record(rec))
         reason = "cannot be stored: " + "; ".join(refused) if refused else ""
     except ParseError as exc:
         reason = str(exc)

@@ -10,12 +10,13 @@ CREATE TEMP TABLE IF NOT EXISTS incoming (
     bounce_class text, bounce_code text, bounce_reason text, url text, ip text, user_agent text,
     machine boolean, machine_reason text, agent_class text, ab_version text,
     amount numeric(20, 4), currency text, name text, payload jsonb, provider_event_id text,
-    received_at timestamptz, occurred_at_estimated boolean
+    received_at timestamptz, occurred_at_estimated boolean, client text, country text
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS fresh (LIKE incoming) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS marked (
     account_id text, delivery_id text, recipient_key text, type text, url text,
-    occurred_at timestamptz, was_human boolean
+    occurred_at timestamptz, was_human boolean, campaign_id text, source text, ab_version text,
+    client text, country text
 ) ON COMMIT DELETE ROWS;
 
 -- name: insert_new_events
@@ -54,7 +55,7 @@ resolved AS (
            d.first_name, d.surname, d.bounce_class, d.bounce_code, d.bounce_reason, d.url, d.ip,
            d.user_agent, d.machine, d.machine_reason, d.agent_class, d.ab_version, d.amount,
            d.currency, d.name, d.payload, d.provider_event_id, d.received_at,
-           d.occurred_at_estimated
+           d.occurred_at_estimated, d.client, d.country
     FROM dedup d
     -- looked up only for the events that lack a delivery (a primary-key probe each; a plain
     -- join would hash the whole table for every batch)
@@ -75,7 +76,7 @@ inserted AS (
                         client_contact_id, first_name, surname, bounce_class, bounce_code,
                         bounce_reason, url, ip, user_agent, machine, machine_reason, agent_class,
                         ab_version, amount, currency, name, payload, provider_event_id,
-                        received_at, occurred_at_estimated)
+                        received_at, occurred_at_estimated, client, country)
     SELECT * FROM resolved r
     WHERE NOT EXISTS (
         SELECT 1 FROM events e
@@ -84,7 +85,7 @@ inserted AS (
               delivery_id, message_id, recipient_key, email, contact_id, client_contact_id,
               first_name, surname, bounce_class, bounce_code, bounce_reason, url, ip, user_agent,
               machine, machine_reason, agent_class, ab_version, amount, currency, name, payload,
-              provider_event_id, received_at, occurred_at_estimated
+              provider_event_id, received_at, occurred_at_estimated, client, country
 )
 INSERT INTO fresh SELECT * FROM inserted WHERE delivery_id IS NOT NULL;
 
@@ -104,7 +105,7 @@ WITH attributed AS (
               e.client_contact_id, e.first_name, e.surname, e.bounce_class, e.bounce_code,
               e.bounce_reason, e.url, e.ip, e.user_agent, e.machine, e.machine_reason,
               e.agent_class, e.ab_version, e.amount, e.currency, e.name, e.payload,
-              e.provider_event_id, e.received_at
+              e.provider_event_id, e.received_at, e.occurred_at_estimated, e.client, e.country
 )
 INSERT INTO fresh SELECT * FROM attributed;
 
@@ -124,7 +125,14 @@ WITH ranked AS (
                (CASE f.bounce_class WHEN 'hard' THEN '2' WHEN 'soft' THEN '1' ELSE '0' END)
                || to_char(f.occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
                || f.event_id::text
-           END AS bounce_pick
+           END AS bounce_pick,
+           -- the open or click whose client and country the recipient's reports show: the first
+           CASE WHEN f.type IN ('opened', 'clicked') THEN
+               to_char(f.occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || f.event_id::text
+           END AS audience_pick,
+           CASE WHEN f.type = 'dropped' THEN
+               mailfold_drop_kind(f.native_type, f.bounce_code, f.bounce_reason)
+           END AS drop_kind
     FROM fresh f
 ),
 -- one row per recipient of this batch
@@ -168,7 +176,13 @@ per_recipient AS (
            max(currency) FILTER (WHERE type = 'converted') AS conversions_currency,
            max(status_rank) AS status_rank,
            min(occurred_at) AS first_event_at, max(occurred_at) AS last_event_at,
-           count(*) AS event_count
+           count(*) AS event_count,
+           max(source) AS source, min(audience_pick) AS audience_pick,
+           (array_agg(client ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
+               AS client,
+           (array_agg(country ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
+               AS country,
+           max(drop_kind) AS drop_kind
     FROM ranked
     GROUP BY account_id, delivery_id, recipient_key
 ),
@@ -181,7 +195,8 @@ upsert_recipients AS (
         open_machine_count, clicked_at, last_clicked_at, human_clicked_at, click_count,
         click_human_count, click_machine_count, unsubscribed_at, complained_at, converted_at,
         conversions_count, conversions_amount, conversions_currency, status_rank,
-        first_event_at, last_event_at, event_count)
+        first_event_at, last_event_at, event_count, source, audience_pick, client, country,
+        drop_kind)
     SELECT * FROM per_recipient
     ORDER BY account_id, delivery_id, recipient_key
     ON CONFLICT (account_id, delivery_id, recipient_key) DO UPDATE SET
@@ -229,7 +244,55 @@ upsert_recipients AS (
         status_rank = greatest(r.status_rank, excluded.status_rank),
         first_event_at = least(r.first_event_at, excluded.first_event_at),
         last_event_at = greatest(r.last_event_at, excluded.last_event_at),
-        event_count = r.event_count + excluded.event_count
+        event_count = r.event_count + excluded.event_count,
+        source = greatest(r.source, excluded.source),
+        audience_pick = least(r.audience_pick, excluded.audience_pick),
+        client = CASE WHEN excluded.audience_pick < coalesce(r.audience_pick, '~')
+                      THEN excluded.client ELSE r.client END,
+        country = CASE WHEN excluded.audience_pick < coalesce(r.audience_pick, '~')
+                       THEN excluded.country ELSE r.country END,
+        drop_kind = greatest(r.drop_kind, excluded.drop_kind)
+),
+-- the report builder's per-event counters: opens and clicks per hour under each event's own
+-- campaign, source, version, client and country (the per-recipient ones move with the rows)
+report_events AS MATERIALIZED (
+    SELECT account_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
+           coalesce(campaign_id, '') AS campaign_id, delivery_id, source,
+           coalesce(ab_version, '') AS ab_version, coalesce(client, '') AS client,
+           coalesce(country, '') AS country,
+           count(*) FILTER (WHERE type = 'opened') AS opened,
+           count(*) FILTER (WHERE type = 'opened' AND machine IS FALSE) AS opened_human,
+           count(*) FILTER (WHERE type = 'clicked') AS clicked,
+           count(*) FILTER (WHERE type = 'clicked' AND machine IS FALSE) AS clicked_human
+    FROM fresh
+    WHERE type IN ('opened', 'clicked')
+      AND current_setting('mailfold.reports', true) IS DISTINCT FROM 'off'
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+),
+upsert_report_hours AS (
+    INSERT INTO report_hours AS t (account_id, hour, campaign_id, delivery_id, source, ab_version,
+                                   opened, opened_human, clicked, clicked_human)
+    SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, sum(opened),
+           sum(opened_human), sum(clicked), sum(clicked_human)
+    FROM report_events
+    GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version) DO UPDATE SET
+        opened = t.opened + excluded.opened, opened_human = t.opened_human + excluded.opened_human,
+        clicked = t.clicked + excluded.clicked,
+        clicked_human = t.clicked_human + excluded.clicked_human
+),
+upsert_report_audience AS (
+    INSERT INTO report_audience AS t (account_id, hour, campaign_id, delivery_id, source,
+                                      ab_version, client, country, opened, opened_human, clicked,
+                                      clicked_human)
+    SELECT * FROM report_events
+    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+    ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version, client, country)
+    DO UPDATE SET
+        opened = t.opened + excluded.opened, opened_human = t.opened_human + excluded.opened_human,
+        clicked = t.clicked + excluded.clicked,
+        clicked_human = t.clicked_human + excluded.clicked_human
 ),
 -- funnel counters per hour of event time
 upsert_stats AS (

@@ -105,6 +105,10 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS overridden jsonb;
 -- true when the provider's event time could not be read and occurred_at is when Mailfold
 -- received the event (inwise documents a month 15)
 ALTER TABLE events ADD COLUMN IF NOT EXISTS occurred_at_estimated boolean NOT NULL DEFAULT false;
+-- the report builder's audience of an open or click, read by the fold (service/audience.py): the
+-- mail client or browser family of user_agent and the country of ip; NULL for other events
+ALTER TABLE events ADD COLUMN IF NOT EXISTS client text;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS country text;
 
 DO $$
 DECLARE y int;
@@ -191,6 +195,14 @@ CREATE TABLE IF NOT EXISTS recipients (
 -- first times of the signals, each first time a partial index in the lists' default order
 -- (recipient) for `signal=` pages; `sent` and `delivered`, which nearly every recipient has, are
 -- read from the primary key. Room is left on each page for the HOT versions.
+-- For the report builder: the greatest source of the recipient's events; the client and country
+-- of its first open or click, picked by "<time><event_id>" (audience_pick) so any order agrees;
+-- and the kind of its drop (mailfold_drop_kind, the greatest when several).
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS source text;
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS audience_pick text;
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS client text;
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS country text;
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS drop_kind text;
 ALTER TABLE recipients SET (fillfactor = 80);
 CREATE INDEX IF NOT EXISTS recipients_opened_idx
     ON recipients (account_id, delivery_id, recipient_key) WHERE opened_at IS NOT NULL;
@@ -507,11 +519,223 @@ LANGUAGE sql IMMUTABLE AS $$
     $sql$, departed)
 $$;
 
+-- =============================================================================================
+-- The report builder's rollups (service/read/reports.py), kept by the fold in its own
+-- transaction: counts per account, UTC hour, campaign, delivery, source and A/B version
+-- (report_hours), and the same split further by client and country (report_audience).
+-- Two kinds of counter:
+--   * per recipient, from the recipient rows through the trigger below: a recipient counts once,
+--     in the hour of its first send, delivery, open, click..., under the recipient row's campaign,
+--     source, version, client and country; moved when that first time or those fields change;
+--   * per event, opens and clicks (opened, clicked and their human-only counts), from the fold's
+--     new events under each event's own fields; moved by the whole-set machine rules and
+--     replays like delivery_stats.
+-- Campaign, version, source, client and country are '' when unknown (they are key columns).
+-- =============================================================================================
+
+-- A bounce's kind from its class, code and reason (the seed report's SMTP breakdown): rejected as
+-- spam, address does not exist, temporarily unavailable, or other.
+CREATE OR REPLACE FUNCTION mailfold_bounce_kind(class text, code text, reason text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN concat_ws(' ', code, reason) ~* '(spam|block ?list|black ?list|spamhaus|\mrbl\M|reputation|\mblocked\M|content rejected)'
+            THEN 'spam'
+        WHEN concat_ws(' ', code, reason) ~* '(5\.1\.[0-3]\M|5\.1\.10|user unknown|unknown user|no such (user|mailbox|recipient|address)|does not exist|doesn''t exist|not exist|mailbox (is )?(unavailable|not found)|invalid (recipient|mailbox)|recipient (address )?rejected|address rejected|unrouteable|nonexistent)'
+            THEN 'nonexistent'
+        WHEN class = 'soft' OR concat_ws(' ', code, reason) ~ '^\s*(4\d\d|4\.\d{1,3}\.\d{1,3})\M'
+            THEN 'temporary'
+        ELSE 'other'
+    END
+$$;
+
+-- A drop's kind from its native type, code and reason (the seed report's quarantine breakdown):
+-- on a spam-report list, unsubscribed, an invalid address, an address that bounced before, or
+-- other.
+CREATE OR REPLACE FUNCTION mailfold_drop_kind(native_type text, code text, reason text)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE
+        WHEN concat_ws(' ', native_type, code, reason) ~* '(spam|complain|abuse)' THEN 'complained'
+        WHEN concat_ws(' ', native_type, code, reason) ~* 'unsub' THEN 'unsubscribed'
+        WHEN concat_ws(' ', native_type, code, reason) ~* '(invalid|bad ?e-?mail|malformed|syntax)'
+            THEN 'invalid'
+        WHEN concat_ws(' ', native_type, code, reason) ~* '(bounce|non-?existent|not exist)'
+            THEN 'nonexistent'
+        ELSE 'other'
+    END
+$$;
+
+CREATE TABLE IF NOT EXISTS report_hours (
+    account_id            text NOT NULL,
+    hour                  timestamptz NOT NULL,
+    campaign_id           text NOT NULL,
+    delivery_id           text NOT NULL,
+    source                text NOT NULL,
+    ab_version            text NOT NULL,
+    -- per event
+    opened                bigint NOT NULL DEFAULT 0,
+    opened_human          bigint NOT NULL DEFAULT 0,
+    clicked               bigint NOT NULL DEFAULT 0,
+    clicked_human         bigint NOT NULL DEFAULT 0,
+    -- per recipient (mailfold_report_counters)
+    recipients            bigint NOT NULL DEFAULT 0,
+    sent                  bigint NOT NULL DEFAULT 0,
+    delivered             bigint NOT NULL DEFAULT 0,
+    opened_unique         bigint NOT NULL DEFAULT 0,
+    opened_unique_human   bigint NOT NULL DEFAULT 0,
+    clicked_unique        bigint NOT NULL DEFAULT 0,
+    clicked_unique_human  bigint NOT NULL DEFAULT 0,
+    clicked_opened        bigint NOT NULL DEFAULT 0,
+    clicked_opened_human  bigint NOT NULL DEFAULT 0,
+    unsubscribed          bigint NOT NULL DEFAULT 0,
+    complained            bigint NOT NULL DEFAULT 0,
+    churned               bigint NOT NULL DEFAULT 0,
+    bounced               bigint NOT NULL DEFAULT 0,
+    bounced_nonexistent   bigint NOT NULL DEFAULT 0,
+    bounced_temporary     bigint NOT NULL DEFAULT 0,
+    bounced_spam          bigint NOT NULL DEFAULT 0,
+    dropped               bigint NOT NULL DEFAULT 0,
+    dropped_invalid       bigint NOT NULL DEFAULT 0,
+    dropped_nonexistent   bigint NOT NULL DEFAULT 0,
+    dropped_complained    bigint NOT NULL DEFAULT 0,
+    dropped_unsubscribed  bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version)
+);
+ALTER TABLE report_hours SET (fillfactor = 90);
+
+CREATE TABLE IF NOT EXISTS report_audience (
+    LIKE report_hours INCLUDING DEFAULTS,
+    client   text NOT NULL,
+    country  text NOT NULL,
+    PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version, client, country)
+);
+ALTER TABLE report_audience SET (fillfactor = 90);
+
+-- The per-recipient counters, each with the time a recipient row counts at (NULL: not at all),
+-- as in the delivery summary's funnel: sent = not dropped; delivered = sent, not hard-bounced,
+-- and delivered, opened or clicked; bounced = sent with a bounce, split by the kind of the bounce
+-- the row shows; churned = sent and unsubscribed, complained, hard-bounced or bounced without
+-- delivery; clicked_opened = opened and clicked (CTOR's numerator).
+CREATE OR REPLACE FUNCTION mailfold_report_marks(r recipients)
+RETURNS TABLE (at timestamptz, counter text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT m.at, m.counter
+    FROM (SELECT r.dropped_at IS NULL AS sent,
+                 least(r.delivered_at, r.opened_at, r.clicked_at) AS reached,
+                 mailfold_bounce_kind(r.bounce_class, r.bounce_code, r.bounce_reason) AS kind) s
+    CROSS JOIN LATERAL (VALUES
+        (r.first_event_at, 'recipients'),
+        (CASE WHEN s.sent THEN coalesce(r.sent_at, r.first_event_at) END, 'sent'),
+        (CASE WHEN s.sent AND r.hard_bounced_at IS NULL THEN s.reached END, 'delivered'),
+        (r.opened_at, 'opened_unique'), (r.human_opened_at, 'opened_unique_human'),
+        (r.clicked_at, 'clicked_unique'), (r.human_clicked_at, 'clicked_unique_human'),
+        (greatest(r.opened_at, r.clicked_at), 'clicked_opened'),
+        (greatest(r.human_opened_at, r.human_clicked_at), 'clicked_opened_human'),
+        (r.unsubscribed_at, 'unsubscribed'), (r.complained_at, 'complained'),
+        (CASE WHEN s.sent THEN least(r.unsubscribed_at, r.complained_at, r.hard_bounced_at,
+                                     CASE WHEN s.reached IS NULL THEN r.bounced_at END) END,
+         'churned'),
+        (CASE WHEN s.sent THEN r.bounced_at END, 'bounced'),
+        (CASE WHEN s.sent THEN r.bounced_at END, 'bounced_' || s.kind),
+        (r.dropped_at, 'dropped'), (r.dropped_at, 'dropped_' || r.drop_kind)
+    ) m (at, counter)
+    WHERE m.at IS NOT NULL
+$$;
+
+CREATE OR REPLACE FUNCTION mailfold_report_counters() RETURNS text[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['recipients', 'sent', 'delivered', 'opened_unique', 'opened_unique_human',
+                 'clicked_unique', 'clicked_unique_human', 'clicked_opened',
+                 'clicked_opened_human', 'unsubscribed', 'complained', 'churned', 'bounced',
+                 'bounced_nonexistent', 'bounced_temporary', 'bounced_spam', 'dropped',
+                 'dropped_invalid', 'dropped_nonexistent', 'dropped_complained',
+                 'dropped_unsubscribed']
+$$;
+
+-- The statement that moves the per-recipient counters for the recipient rows a statement
+-- changed (`changes`: rows (sign, r), +1 per recipient row r after, -1 per row before): each row
+-- counts in the hour of each of its marks, and groups whose figures cancel out write nothing.
+-- Run by the recipients trigger. A session that sets mailfold.reports to 'off' skips it (scripts/bench measures the
+-- fold with and without the rollups that way).
+CREATE OR REPLACE FUNCTION mailfold_report_sql(changes text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format($sql$
+        WITH changes AS (%1$s),
+        marks AS (
+            SELECT (c.r).account_id, date_trunc('hour', m.at, 'UTC') AS hour,
+                   coalesce((c.r).campaign_id, '') AS campaign_id, (c.r).delivery_id,
+                   coalesce((c.r).source, '') AS source,
+                   coalesce((c.r).ab_version, '') AS ab_version,
+                   coalesce((c.r).client, '') AS client, coalesce((c.r).country, '') AS country,
+                   c.sign, m.counter
+            FROM changes c
+            CROSS JOIN LATERAL mailfold_report_marks(c.r) m
+        ),
+        moved AS MATERIALIZED (
+            SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client,
+                   country, %2$s
+            FROM marks
+            GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+            HAVING (%3$s) <> (%4$s)
+        ),
+        hours AS (
+            INSERT INTO report_hours AS t
+                (account_id, hour, campaign_id, delivery_id, source, ab_version, %5$s)
+            SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, %6$s
+            FROM moved
+            GROUP BY 1, 2, 3, 4, 5, 6
+            ORDER BY 1, 2, 3, 4, 5, 6
+            ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version)
+            DO UPDATE SET %7$s
+        )
+        INSERT INTO report_audience AS t
+            (account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
+             %5$s)
+        SELECT * FROM moved
+        ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+        ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version, client,
+                     country)
+        DO UPDATE SET %7$s
+    $sql$,
+    changes,
+    (SELECT string_agg(format('coalesce(sum(sign) FILTER (WHERE counter = %1$L), 0) AS %1$I', c), ', ')
+     FROM unnest(mailfold_report_counters()) c),
+    (SELECT 'ROW(' || string_agg(format('coalesce(sum(sign) FILTER (WHERE counter = %L), 0)', c), ', ') || ')'
+     FROM unnest(mailfold_report_counters()) c),
+    (SELECT 'ROW(' || string_agg('0', ', ') || ')' FROM unnest(mailfold_report_counters()) c),
+    array_to_string(mailfold_report_counters(), ', '),
+    (SELECT string_agg(format('sum(%I)', c), ', ') FROM unnest(mailfold_report_counters()) c),
+    (SELECT string_agg(format('%1$I = t.%1$I + excluded.%1$I', c), ', ')
+     FROM unnest(mailfold_report_counters()) c))
+$$;
+
+-- The recipient rows of an update whose report marks changed: an update that leaves every
+-- field they read alone (a repeated open, a later delivery) moves nothing and is not looked at.
+CREATE OR REPLACE FUNCTION mailfold_report_changed_sql() RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT $sql$
+        SELECT n.account_id, n.delivery_id, n.recipient_key
+        FROM new_rows n JOIN old_rows o USING (account_id, delivery_id, recipient_key)
+        WHERE (n.campaign_id, n.source, n.ab_version, n.client, n.country, n.first_event_at,
+               n.sent_at, n.delivered_at, n.opened_at, n.human_opened_at, n.clicked_at,
+               n.human_clicked_at, n.unsubscribed_at, n.complained_at, n.bounced_at,
+               n.hard_bounced_at, n.bounce_class, n.bounce_code, n.bounce_reason, n.dropped_at,
+               n.drop_kind)
+              IS DISTINCT FROM
+              (o.campaign_id, o.source, o.ab_version, o.client, o.country, o.first_event_at,
+               o.sent_at, o.delivered_at, o.opened_at, o.human_opened_at, o.clicked_at,
+               o.human_clicked_at, o.unsubscribed_at, o.complained_at, o.bounced_at,
+               o.hard_bounced_at, o.bounce_class, o.bounce_code, o.bounce_reason, o.dropped_at,
+               o.drop_kind)
+    $sql$
+$$;
+
 -- After every statement that changes recipient rows (the fold's upsert, the click-burst
 -- correction, anything else): move the counts, and write the search text of new recipients and
 -- of those whose searched fields changed.
 CREATE OR REPLACE FUNCTION mailfold_recipients_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    reports boolean := current_setting('mailfold.reports', true) IS DISTINCT FROM 'off';
 BEGIN
     -- statements that changed nothing (most runs of the fold's corrections) cost nothing here
     IF TG_OP = 'INSERT' THEN
@@ -519,6 +743,9 @@ BEGIN
             RETURN NULL;
         END IF;
         EXECUTE mailfold_count_sql('SELECT 1 AS sign, * FROM new_rows');
+        IF reports THEN
+            EXECUTE mailfold_report_sql('SELECT 1 AS sign, n::recipients AS r FROM new_rows n');
+        END IF;
         -- a plain insert: a recipient row is new once, and its deletion takes this row along
         INSERT INTO recipient_search (account_id, delivery_id, recipient_key, search_text)
         SELECT account_id, delivery_id, recipient_key,
@@ -531,6 +758,13 @@ BEGIN
         END IF;
         EXECUTE mailfold_count_sql(
             'SELECT 1 AS sign, * FROM new_rows UNION ALL SELECT -1, * FROM old_rows');
+        IF reports THEN
+            EXECUTE mailfold_report_sql(
+                'WITH moved AS (' || mailfold_report_changed_sql() || ')
+                 SELECT 1 AS sign, n::recipients AS r FROM new_rows n JOIN moved USING (account_id, delivery_id, recipient_key)
+                 UNION ALL
+                 SELECT -1, o::recipients FROM old_rows o JOIN moved USING (account_id, delivery_id, recipient_key)');
+        END IF;
         -- a recipient that gained its campaign leaves the NULL group, which may end up empty
         DELETE FROM delivery_counts c
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
@@ -555,6 +789,9 @@ BEGIN
             RETURN NULL;
         END IF;
         EXECUTE mailfold_count_sql('SELECT -1 AS sign, * FROM old_rows');
+        IF reports THEN
+            EXECUTE mailfold_report_sql('SELECT -1 AS sign, o::recipients AS r FROM old_rows o');
+        END IF;
         DELETE FROM delivery_counts c
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
         WHERE c.account_id = o.account_id AND c.delivery_id = o.delivery_id
@@ -570,7 +807,7 @@ END $$;
 CREATE OR REPLACE FUNCTION mailfold_recipients_truncated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE recipient_search, delivery_counts;
+    TRUNCATE recipient_search, delivery_counts, report_hours, report_audience;
     RETURN NULL;
 END $$;
 

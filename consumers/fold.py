@@ -23,7 +23,8 @@ from typing import Any
 import asyncpg
 
 from service import db, kafka, logs, metrics
-from service.ledger import COLUMNS, row_of, to_row  # noqa: F401 (to_row: tests)
+from service.audience import audience
+from service.ledger import AT, COLUMNS, row_of, to_row  # noqa: F401 (to_row: tests)
 from service.settings import Settings
 
 log = logging.getLogger("mailfold.fold")
@@ -99,6 +100,17 @@ class Decoded:
         return [row for rec, row in self.items if rec.headers.get(kafka.REPLAY_HEADER)]
 
 
+# What the fold stages per event: the ledger row and the audience of an open or click (its client
+# and country), read here once so the ledger keeps them for the report builder.
+STAGED = (*COLUMNS, "client", "country")
+_TYPE, _AGENT, _IP = AT["type"], AT["user_agent"], AT["ip"]
+
+
+def staged(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Ledger rows (COLUMNS order) with their audience appended (STAGED order)."""
+    return [(*row, *audience(row[_TYPE], row[_AGENT], row[_IP])) for row in rows]
+
+
 def next_offsets(records: list[kafka.Record]) -> dict[int, int]:
     """Per partition, the offset after the last record consumed."""
     offsets: dict[int, int] = {}
@@ -121,7 +133,7 @@ async def fold_rows(
     async with conn.transaction():
         refolded = await correct(conn, corrections) if corrections else 0
         if rows:
-            await conn.copy_records_to_table("incoming", records=rows, columns=COLUMNS)
+            await conn.copy_records_to_table("incoming", records=staged(rows), columns=STAGED)
             await conn.execute(db.QUERIES["insert_new_events"])
         await conn.execute(db.QUERIES["resolve_pending"])
         folded: int = await conn.fetchval(db.QUERIES["fold_fresh"]) - refolded
@@ -140,7 +152,7 @@ async def fold_rows(
 async def correct(conn: asyncpg.Connection[Any], corrections: list[tuple[Any, ...]]) -> int:
     """Correct the ledger from replayed events and stage their recipients to be folded again;
     returns how many events were staged again."""
-    await conn.copy_records_to_table("corrections", records=corrections, columns=COLUMNS)
+    await conn.copy_records_to_table("corrections", records=staged(corrections), columns=STAGED)
     await conn.execute(db.QUERIES["find_corrections"])
     await conn.execute(db.QUERIES["unfold_affected"])
     await conn.execute(db.QUERIES["restore_own_verdicts"])

@@ -49,10 +49,12 @@ updated AS (
       FROM burst b
      WHERE e.event_id = b.event_id AND e.occurred_at = b.occurred_at
     RETURNING e.account_id, e.delivery_id, e.recipient_key, e.type, e.url, e.occurred_at,
-              b.was_human, b.was_machine
+              b.was_human, b.was_machine, e.campaign_id, e.source, e.ab_version, e.client,
+              e.country
 )
 INSERT INTO marked
-SELECT account_id, delivery_id, recipient_key, type, url, occurred_at, was_human
+SELECT account_id, delivery_id, recipient_key, type, url, occurred_at, was_human, campaign_id,
+       source, ab_version, client, country
 FROM updated WHERE NOT was_machine;
 
 -- name: mark_too_fast
@@ -94,14 +96,44 @@ updated AS (
      WHERE e.event_id = f.event_id AND e.occurred_at = f.occurred_at
        AND e.machine IS NOT TRUE  -- a burst this batch found wins
     RETURNING e.account_id, e.delivery_id, e.recipient_key, e.type, e.url, e.occurred_at,
-              f.was_human
+              f.was_human, e.campaign_id, e.source, e.ab_version, e.client, e.country
 )
 INSERT INTO marked SELECT * FROM updated;
 
 -- name: count_marked
 -- Move the opens and clicks the whole-set rules marked from the human or undecided counts to the
--- machine counts, per recipient, per delivery and hour, and per link.
-WITH per_recipient AS (
+-- machine counts, per recipient, per delivery and hour, per link, and in the report rollups.
+WITH report_marked AS MATERIALIZED (
+    SELECT account_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
+           coalesce(campaign_id, '') AS campaign_id, delivery_id, source,
+           coalesce(ab_version, '') AS ab_version, coalesce(client, '') AS client,
+           coalesce(country, '') AS country,
+           count(*) FILTER (WHERE type = 'opened' AND was_human) AS opened_human,
+           count(*) FILTER (WHERE type = 'clicked' AND was_human) AS clicked_human
+    FROM marked
+    WHERE was_human AND current_setting('mailfold.reports', true) IS DISTINCT FROM 'off'
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+),
+report_hours_marked AS (
+    UPDATE report_hours t
+       SET opened_human = t.opened_human - m.opened_human,
+           clicked_human = t.clicked_human - m.clicked_human
+      FROM (SELECT account_id, hour, campaign_id, delivery_id, source, ab_version,
+                   sum(opened_human) AS opened_human, sum(clicked_human) AS clicked_human
+            FROM report_marked GROUP BY 1, 2, 3, 4, 5, 6) m
+     WHERE t.account_id = m.account_id AND t.hour = m.hour AND t.campaign_id = m.campaign_id
+       AND t.delivery_id = m.delivery_id AND t.source = m.source AND t.ab_version = m.ab_version
+),
+report_audience_marked AS (
+    UPDATE report_audience t
+       SET opened_human = t.opened_human - m.opened_human,
+           clicked_human = t.clicked_human - m.clicked_human
+      FROM report_marked m
+     WHERE t.account_id = m.account_id AND t.hour = m.hour AND t.campaign_id = m.campaign_id
+       AND t.delivery_id = m.delivery_id AND t.source = m.source AND t.ab_version = m.ab_version
+       AND t.client = m.client AND t.country = m.country
+),
+per_recipient AS (
     SELECT account_id, delivery_id, recipient_key,
            count(*) FILTER (WHERE type = 'opened') AS opens,
            count(*) FILTER (WHERE type = 'opened' AND was_human) AS human_opens,

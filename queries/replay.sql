@@ -25,8 +25,8 @@ changed AS (
            c.email, c.contact_id, c.client_contact_id, c.first_name, c.surname, c.bounce_class,
            c.bounce_code, c.bounce_reason, c.url, c.ip, c.user_agent, c.machine,
            c.machine_reason, c.agent_class, c.ab_version, c.amount, c.currency, c.name,
-           c.payload, c.provider_event_id, e.received_at,
-           e.delivery_id AS old_delivery_id
+           c.payload, c.provider_event_id, e.received_at, e.occurred_at_estimated, c.client,
+           c.country, e.delivery_id AS old_delivery_id
     FROM replayed c
     JOIN events e ON e.event_id = c.event_id AND e.occurred_at = c.occurred_at
     WHERE (c.type, c.native_type, coalesce(c.campaign_id, e.campaign_id),
@@ -52,7 +52,7 @@ staged AS (
            delivery_id, message_id, recipient_key, email, contact_id, client_contact_id,
            first_name, surname, bounce_class, bounce_code, bounce_reason, url, ip, user_agent,
            machine, machine_reason, agent_class, ab_version, amount, currency, name, payload,
-           provider_event_id, received_at
+           provider_event_id, received_at, occurred_at_estimated, client, country
     FROM changed
 )
 INSERT INTO affected
@@ -62,8 +62,43 @@ SELECT account_id, delivery_id, recipient_key FROM changed WHERE delivery_id IS 
 
 -- name: unfold_affected
 -- Take the affected recipients out of the counters: their events' share of the hourly delivery
--- counters, their link counts and their rows (folded again below from the corrected ledger).
-WITH folded AS (
+-- counters and of the report rollups' opens and clicks, their link counts and their rows (folded
+-- again below from the corrected ledger; the rows' own report counters leave with them).
+WITH report_folded AS MATERIALIZED (
+    SELECT e.account_id, date_trunc('hour', e.occurred_at, 'UTC') AS hour,
+           coalesce(e.campaign_id, '') AS campaign_id, e.delivery_id, e.source,
+           coalesce(e.ab_version, '') AS ab_version, coalesce(e.client, '') AS client,
+           coalesce(e.country, '') AS country,
+           count(*) FILTER (WHERE e.type = 'opened') AS opened,
+           count(*) FILTER (WHERE e.type = 'opened' AND e.machine IS FALSE) AS opened_human,
+           count(*) FILTER (WHERE e.type = 'clicked') AS clicked,
+           count(*) FILTER (WHERE e.type = 'clicked' AND e.machine IS FALSE) AS clicked_human
+    FROM events e JOIN affected a USING (account_id, delivery_id, recipient_key)
+    WHERE e.type IN ('opened', 'clicked')
+      AND current_setting('mailfold.reports', true) IS DISTINCT FROM 'off'
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+),
+report_hours_folded AS (
+    UPDATE report_hours t
+       SET opened = t.opened - f.opened, opened_human = t.opened_human - f.opened_human,
+           clicked = t.clicked - f.clicked, clicked_human = t.clicked_human - f.clicked_human
+      FROM (SELECT account_id, hour, campaign_id, delivery_id, source, ab_version,
+                   sum(opened) AS opened, sum(opened_human) AS opened_human,
+                   sum(clicked) AS clicked, sum(clicked_human) AS clicked_human
+            FROM report_folded GROUP BY 1, 2, 3, 4, 5, 6) f
+     WHERE t.account_id = f.account_id AND t.hour = f.hour AND t.campaign_id = f.campaign_id
+       AND t.delivery_id = f.delivery_id AND t.source = f.source AND t.ab_version = f.ab_version
+),
+report_audience_folded AS (
+    UPDATE report_audience t
+       SET opened = t.opened - f.opened, opened_human = t.opened_human - f.opened_human,
+           clicked = t.clicked - f.clicked, clicked_human = t.clicked_human - f.clicked_human
+      FROM report_folded f
+     WHERE t.account_id = f.account_id AND t.hour = f.hour AND t.campaign_id = f.campaign_id
+       AND t.delivery_id = f.delivery_id AND t.source = f.source AND t.ab_version = f.ab_version
+       AND t.client = f.client AND t.country = f.country
+),
+folded AS (
     SELECT e.account_id, e.delivery_id, date_trunc('hour', e.occurred_at, 'UTC') AS hour, e.type,
            count(*) AS n, count(*) FILTER (WHERE e.machine) AS machine,
            count(*) FILTER (WHERE e.machine IS FALSE) AS human,
@@ -111,7 +146,8 @@ UPDATE events e
        user_agent = c.user_agent, machine = c.machine, machine_reason = c.machine_reason,
        agent_class = c.agent_class, ab_version = c.ab_version, amount = c.amount,
        currency = c.currency, name = c.name, payload = c.payload,
-       provider_event_id = c.provider_event_id, overridden = NULL
+       provider_event_id = c.provider_event_id, client = c.client, country = c.country,
+       overridden = NULL
   FROM corrected c
  WHERE e.event_id = c.event_id AND e.occurred_at = c.occurred_at;
 
@@ -122,5 +158,6 @@ SELECT e.event_id, e.occurred_at, e.account_id, e.source, e.type, e.native_type,
        e.delivery_id, e.message_id, e.recipient_key, e.email, e.contact_id, e.client_contact_id,
        e.first_name, e.surname, e.bounce_class, e.bounce_code, e.bounce_reason, e.url, e.ip,
        e.user_agent, e.machine, e.machine_reason, e.agent_class, e.ab_version, e.amount,
-       e.currency, e.name, e.payload, e.provider_event_id, e.received_at
+       e.currency, e.name, e.payload, e.provider_event_id, e.received_at, e.occurred_at_estimated,
+       e.client, e.country
 FROM events e JOIN affected a USING (account_id, delivery_id, recipient_key);

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from consumers.fold import fold_rows, prepare, to_row
 from service import db
 from service.events import Bounce, Event
-from tests.test_fold_property import OUTLOOK, POOL, TABLES
+from tests.test_fold_property import OUTLOOK, POOL, TABLES, select
 
 pytestmark = pytest.mark.integration
 COLUMNS = {"events": "event_id, delivery_id, machine, machine_reason, agent_class, bounce_class"}
@@ -61,12 +61,7 @@ async def fold(dsn: str, batches: list[tuple[list[Any], list[Any]]]) -> dict[str
             await fold_rows(conn, rows, "g", "t", {}, corrections)
         await fold_rows(conn, [], "g", "t", {})
         return {
-            table: [
-                dict(r)
-                for r in await conn.fetch(
-                    f"SELECT {COLUMNS.get(table, '*')} FROM {table} ORDER BY {order}"
-                )
-            ]
+            table: [dict(r) for r in await conn.fetch(select(table, order, COLUMNS))]
             for table, order in TABLES.items()
         }
     finally:

@@ -598,12 +598,17 @@ CREATE TABLE IF NOT EXISTS report_hours (
     dropped_nonexistent   bigint NOT NULL DEFAULT 0,
     dropped_complained    bigint NOT NULL DEFAULT 0,
     dropped_unsubscribed  bigint NOT NULL DEFAULT 0,
+    -- whether any count is left: a row whose counts moved to another hour stays behind as zeros
+    live                  boolean GENERATED ALWAYS AS (
+        (opened, clicked, recipients, sent, delivered, opened_unique, clicked_unique,
+         unsubscribed, complained, churned, bounced, dropped) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    ) STORED,
     PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version)
 );
 ALTER TABLE report_hours SET (fillfactor = 90);
 
 CREATE TABLE IF NOT EXISTS report_audience (
-    LIKE report_hours INCLUDING DEFAULTS,
+    LIKE report_hours INCLUDING DEFAULTS INCLUDING GENERATED,
     client   text NOT NULL,
     country  text NOT NULL,
     PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version, client, country)

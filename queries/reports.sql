@@ -1,0 +1,111 @@
+-- The report builder's rollups recomputed straight from the ledger, for one account ($1): the
+-- relation report_audience holds, with the same columns, from the events alone (every recipient
+-- row is rebuilt from its events as the fold merges them). It is the report builder's SQL
+-- baseline in scripts/bench and the oracle of tests/test_reports.py; the API never reads it.
+
+-- name: report_ledger
+WITH ev AS MATERIALIZED (
+    SELECT * FROM events WHERE account_id = $1 AND delivery_id IS NOT NULL
+),
+-- each recipient row as the fold merges its events (queries.sql fold_fresh)
+rebuilt AS (
+    SELECT account_id, delivery_id, recipient_key,
+           max(campaign_id) AS campaign_id, max(source) AS source, max(ab_version) AS ab_version,
+           (array_agg(client ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
+               AS client,
+           (array_agg(country ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
+               AS country,
+           min(occurred_at) AS first_event_at,
+           min(occurred_at) FILTER (WHERE type = 'sent') AS sent_at,
+           min(occurred_at) FILTER (WHERE type = 'delivered') AS delivered_at,
+           min(occurred_at) FILTER (WHERE type = 'dropped') AS dropped_at,
+           min(occurred_at) FILTER (WHERE type = 'bounced') AS bounced_at,
+           min(occurred_at) FILTER (WHERE type = 'bounced' AND bounce_class = 'hard')
+               AS hard_bounced_at,
+           (array_agg(bounce_class ORDER BY bounce_pick DESC) FILTER (WHERE type = 'bounced'))[1]
+               AS bounce_class,
+           (array_agg(bounce_code ORDER BY bounce_pick DESC) FILTER (WHERE type = 'bounced'))[1]
+               AS bounce_code,
+           (array_agg(bounce_reason ORDER BY bounce_pick DESC) FILTER (WHERE type = 'bounced'))[1]
+               AS bounce_reason,
+           min(occurred_at) FILTER (WHERE type = 'opened') AS opened_at,
+           min(occurred_at) FILTER (WHERE type = 'opened' AND machine IS FALSE) AS human_opened_at,
+           min(occurred_at) FILTER (WHERE type = 'clicked') AS clicked_at,
+           min(occurred_at) FILTER (WHERE type = 'clicked' AND machine IS FALSE)
+               AS human_clicked_at,
+           min(occurred_at) FILTER (WHERE type = 'unsubscribed') AS unsubscribed_at,
+           min(occurred_at) FILTER (WHERE type = 'complained') AS complained_at,
+           max(mailfold_drop_kind(native_type, bounce_code, bounce_reason))
+               FILTER (WHERE type = 'dropped') AS drop_kind
+    FROM (
+        SELECT ev.*,
+               CASE WHEN type IN ('opened', 'clicked') THEN
+                   to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || event_id::text
+               END AS audience_pick,
+               CASE WHEN type = 'bounced' THEN
+                   (CASE bounce_class WHEN 'hard' THEN '2' WHEN 'soft' THEN '1' ELSE '0' END)
+                   || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
+                   || event_id::text
+               END AS bounce_pick
+        FROM ev
+    ) e
+    GROUP BY account_id, delivery_id, recipient_key
+),
+per_recipient AS (
+    SELECT r.account_id, date_trunc('hour', m.at, 'UTC') AS hour,
+           coalesce(r.campaign_id, '') AS campaign_id, r.delivery_id,
+           coalesce(r.source, '') AS source, coalesce(r.ab_version, '') AS ab_version,
+           coalesce(r.client, '') AS client, coalesce(r.country, '') AS country, m.counter,
+           count(*) AS n
+    FROM rebuilt r
+    CROSS JOIN LATERAL mailfold_report_marks(jsonb_populate_record(NULL::recipients, to_jsonb(r))) m
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+),
+per_event AS (
+    SELECT account_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
+           coalesce(campaign_id, '') AS campaign_id, delivery_id, source,
+           coalesce(ab_version, '') AS ab_version, coalesce(client, '') AS client,
+           coalesce(country, '') AS country,
+           CASE WHEN machine IS FALSE THEN ARRAY[type, type || '_human'] ELSE ARRAY[type] END
+               AS counters
+    FROM ev
+    WHERE type IN ('opened', 'clicked')
+),
+marks AS (
+    SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
+           counter, n
+    FROM per_recipient
+    UNION ALL
+    SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
+           unnest(counters), 1
+    FROM per_event
+)
+SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
+       true AS live,
+       coalesce(sum(n) FILTER (WHERE counter = 'opened'), 0) AS opened,
+       coalesce(sum(n) FILTER (WHERE counter = 'opened_human'), 0) AS opened_human,
+       coalesce(sum(n) FILTER (WHERE counter = 'clicked'), 0) AS clicked,
+       coalesce(sum(n) FILTER (WHERE counter = 'clicked_human'), 0) AS clicked_human,
+       coalesce(sum(n) FILTER (WHERE counter = 'recipients'), 0) AS recipients,
+       coalesce(sum(n) FILTER (WHERE counter = 'sent'), 0) AS sent,
+       coalesce(sum(n) FILTER (WHERE counter = 'delivered'), 0) AS delivered,
+       coalesce(sum(n) FILTER (WHERE counter = 'opened_unique'), 0) AS opened_unique,
+       coalesce(sum(n) FILTER (WHERE counter = 'opened_unique_human'), 0) AS opened_unique_human,
+       coalesce(sum(n) FILTER (WHERE counter = 'clicked_unique'), 0) AS clicked_unique,
+       coalesce(sum(n) FILTER (WHERE counter = 'clicked_unique_human'), 0) AS clicked_unique_human,
+       coalesce(sum(n) FILTER (WHERE counter = 'clicked_opened'), 0) AS clicked_opened,
+       coalesce(sum(n) FILTER (WHERE counter = 'clicked_opened_human'), 0) AS clicked_opened_human,
+       coalesce(sum(n) FILTER (WHERE counter = 'unsubscribed'), 0) AS unsubscribed,
+       coalesce(sum(n) FILTER (WHERE counter = 'complained'), 0) AS complained,
+       coalesce(sum(n) FILTER (WHERE counter = 'churned'), 0) AS churned,
+       coalesce(sum(n) FILTER (WHERE counter = 'bounced'), 0) AS bounced,
+       coalesce(sum(n) FILTER (WHERE counter = 'bounced_nonexistent'), 0) AS bounced_nonexistent,
+       coalesce(sum(n) FILTER (WHERE counter = 'bounced_temporary'), 0) AS bounced_temporary,
+       coalesce(sum(n) FILTER (WHERE counter = 'bounced_spam'), 0) AS bounced_spam,
+       coalesce(sum(n) FILTER (WHERE counter = 'dropped'), 0) AS dropped,
+       coalesce(sum(n) FILTER (WHERE counter = 'dropped_invalid'), 0) AS dropped_invalid,
+       coalesce(sum(n) FILTER (WHERE counter = 'dropped_nonexistent'), 0) AS dropped_nonexistent,
+       coalesce(sum(n) FILTER (WHERE counter = 'dropped_complained'), 0) AS dropped_complained,
+       coalesce(sum(n) FILTER (WHERE counter = 'dropped_unsubscribed'), 0) AS dropped_unsubscribed
+FROM marks
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8

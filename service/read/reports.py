@@ -1,0 +1,380 @@
+"""The report builder (`GET /v1/reports`): counts and rates across deliveries, grouped and
+filtered by the report builder's own field names.
+
+Answers come from the rollups the fold keeps (schema.sql, report_hours and report_audience), one
+row per account, UTC hour, campaign, delivery, source and A/B version, and in report_audience per
+client and country too. Nothing reads the events ledger at request time.
+
+- Grouping fields: `date`, `hour` (of the day, 0-23), `week` (ISO, `2025-W23`), `month_year`
+  (`2025-06`), `quarter` (`2025-Q2`), `year`, `day_of_month`, `day_of_week` (ISO, Monday = 1),
+  all in `timeZone` (IANA name, UTC by default; its offset must be whole hours, the rollups'
+  grain); `post` (the campaign id), `message` (the delivery id), `ab_version`, `source` (the
+  provider, or `api`), `client` (the mail client or browser family of the recipient's first open
+  or click, or of the open or click itself for `sum_opened`/`sum_clicked`) and `country_name`
+  (likewise, from the address). Unknown values are "".
+- Aggregated fields: per recipient, counted once in the hour it first reached the state (as in
+  the delivery summary): `sum_total`, `sum_sended`, `sum_delivered`, `sum_opened_unique`,
+  `sum_clicked_unique`, `sum_unsubscribed`, `sum_spam_reports`, `sum_churn`, `sum_bounce_*`,
+  `sum_stop_*`; per event: `sum_opened`, `sum_clicked`; and the ten rates. The open and click
+  fields and their rates have `_human` variants (opens and clicks whose verdict is "a person").
+- Filters: any grouping field as a parameter, with the modifiers `ge:`, `le:` and `in:` (comma
+  list) or a bare value for equality; `date` may be given twice (`date=ge:...&date=le:...`).
+  Without a date filter the last 7 days apply.
+- At most 100 groups, in ascending order of the grouping fields, then a totals row over every
+  group (grouping values "" or null, `date` 1970-01-01). `metadata.truncated` tells when groups
+  were left out.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service import db
+from service.http import authenticate, json, service_of
+from service.read.params import bad, time_zone
+
+MAX_GROUPS = 100
+DEFAULT_DAYS = 7
+DEFAULT_FIELDS = "date,sum_sended,sum_delivered,sum_opened_unique,sum_clicked_unique"
+LOCAL = "(hour AT TIME ZONE $2)"
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    sql: str
+    pattern: str  # what a filter value must look like
+    number: bool = False  # an integer in the answer
+    audience: bool = False  # only report_audience has it
+    total: Any = ""  # its value in the totals row
+
+
+_INT = r"[0-9]{1,4}"
+_ID = r"[^,]{0,256}"
+GROUPS: dict[str, Group] = {
+    "date": Group(
+        f"to_char({LOCAL}, 'YYYY-MM-DD')", r"[0-9]{4}-[0-9]{2}-[0-9]{2}", total="1970-01-01"
+    ),
+    "hour": Group(f"extract(hour FROM {LOCAL})::int", _INT, number=True, total=None),
+    "week": Group(f"to_char({LOCAL}, 'IYYY-\"W\"IW')", r"[0-9]{4}-W[0-9]{2}"),
+    "month_year": Group(f"to_char({LOCAL}, 'YYYY-MM')", r"[0-9]{4}-[0-9]{2}"),
+    "quarter": Group(f"to_char({LOCAL}, 'YYYY-\"Q\"Q')", r"[0-9]{4}-Q[1-4]"),
+    "year": Group(f"extract(year FROM {LOCAL})::int", _INT, number=True, total=None),
+    "day_of_month": Group(f"extract(day FROM {LOCAL})::int", _INT, number=True, total=None),
+    "day_of_week": Group(f"extract(isodow FROM {LOCAL})::int", _INT, number=True, total=None),
+    "post": Group("campaign_id", _ID),
+    "message": Group("delivery_id", _ID),
+    "ab_version": Group("ab_version", _ID),
+    "source": Group("source", _ID),
+    "client": Group("client", _ID, audience=True),
+    "country_name": Group("country", _ID, audience=True),
+}
+
+Sums = dict[str, int]
+
+
+def _rate(numerator: str, denominator: str) -> Callable[[Sums], float | None]:
+    def rate(s: Sums) -> float | None:
+        return s[numerator] / s[denominator] if s[denominator] else None
+
+    return rate
+
+
+def _count(counter: str) -> Callable[[Sums], int]:
+    return lambda s: s[counter]
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    counters: tuple[str, ...]
+    value: Callable[[Sums], Any] = field(compare=False)
+
+
+def _sum(counter: str) -> Aggregate:
+    return Aggregate((counter,), _count(counter))
+
+
+def _ratio(numerator: str, denominator: str) -> Aggregate:
+    return Aggregate((numerator, denominator), _rate(numerator, denominator))
+
+
+_BOUNCE_KINDS = ("bounced_nonexistent", "bounced_temporary", "bounced_spam")
+AGGREGATES: dict[str, Aggregate] = {
+    "sum_total": _sum("recipients"),
+    "sum_sended": _sum("sent"),
+    "sum_delivered": _sum("delivered"),
+    "sum_unsubscribed": _sum("unsubscribed"),
+    "sum_spam_reports": _sum("complained"),
+    "sum_churn": _sum("churned"),
+    "sum_bounce_total": _sum("bounced"),
+    "sum_bounce_xistent": _sum("bounced_nonexistent"),
+    "sum_bounce_temp_unavailable": _sum("bounced_temporary"),
+    "sum_bounce_spam": _sum("bounced_spam"),
+    "sum_bounce_other": Aggregate(
+        ("bounced", *_BOUNCE_KINDS), lambda s: s["bounced"] - sum(s[k] for k in _BOUNCE_KINDS)
+    ),
+    "sum_stop_total": _sum("dropped"),
+    "sum_stop_invalid": _sum("dropped_invalid"),
+    "sum_stop_xistent": _sum("dropped_nonexistent"),
+    "sum_stop_spam_added": _sum("dropped_complained"),
+    "sum_stop_unsubscr": _sum("dropped_unsubscribed"),
+    "delivery_rate": _ratio("delivered", "sent"),
+    "bounce_rate": _ratio("bounced", "sent"),
+    "unsub_rate": _ratio("unsubscribed", "delivered"),
+    "abuse_rate": _ratio("complained", "delivered"),
+    "churn_rate": _ratio("churned", "sent"),
+}
+# The open and click fields, each with its human-only variant (`_human`).
+for _suffix in ("", "_human"):
+    AGGREGATES |= {
+        f"sum_opened{_suffix}": _sum(f"opened{_suffix}"),
+        f"sum_opened_unique{_suffix}": _sum(f"opened_unique{_suffix}"),
+        f"sum_clicked{_suffix}": _sum(f"clicked{_suffix}"),
+        f"sum_clicked_unique{_suffix}": _sum(f"clicked_unique{_suffix}"),
+        f"open_rate{_suffix}": _ratio(f"opened{_suffix}", "delivered"),
+        f"open_rate_unique{_suffix}": _ratio(f"opened_unique{_suffix}", "delivered"),
+        f"click_rate{_suffix}": _ratio(f"clicked{_suffix}", "delivered"),
+        f"click_rate_unique{_suffix}": _ratio(f"clicked_unique{_suffix}", "delivered"),
+        f"ctor{_suffix}": _ratio(f"clicked_opened{_suffix}", f"opened_unique{_suffix}"),
+    }
+# The same breakdowns under their spelled-out names.
+ALIASES = {
+    "sum_bounce_nonexistent": "sum_bounce_xistent",
+    "sum_stop_nonexistent": "sum_stop_xistent",
+}
+
+_POLICY = "the sending platform applies its own sending policy before any event reaches Mailfold"
+# Fields of the report builder that no event Mailfold receives can answer: refused, never zero.
+UNKNOWABLE: dict[str, str] = {
+    "project_id": "the account (project) is the one the credentials name",
+    "message_type": "Mailfold receives email events only and does not know message types",
+    "post_type": "Mailfold does not know mailing types (one-time, A/B, automated...)",
+    "language": "no event Mailfold receives carries the recipient's language",
+    "city_name": "Mailfold reads only the country of an address (country_name)",
+    "region_name": "Mailfold reads only the country of an address (country_name)",
+    "sum_selected": "Mailfold has no recipient selection; every count already applies the filters",
+    "sum_stop_gdpr": _POLICY,
+    "sum_stop_sendlog_added": _POLICY,
+    "sum_stop_letter_single_quarantine": _POLICY,
+    "sum_stop_inactive": _POLICY,
+    "sum_stop_noaddress": _POLICY,
+    "sum_stop_send_policy": _POLICY,
+    "sum_stop_external_check": _POLICY,
+}
+PARAMS = {"fields", "timeZone", *GROUPS}
+
+
+@dataclass(slots=True)
+class Report:
+    """A parsed report request: its columns, the statement's conditions and their arguments."""
+
+    groups: list[str]
+    aggregates: list[tuple[str, Aggregate]]  # (the name asked for, what it is)
+    zone: str
+    start: datetime
+    end: datetime | None
+    where: list[str]
+    args: list[Any]
+    filtered_audience: bool = False
+
+    @property
+    def audience(self) -> bool:
+        """Whether a client or country is asked for: only report_audience has them."""
+        return self.filtered_audience or any(GROUPS[g].audience for g in self.groups)
+
+    @property
+    def counters(self) -> list[str]:
+        return sorted({c for _, a in self.aggregates for c in a.counters})
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+
+def parse_fields(raw: str) -> tuple[list[str], list[tuple[str, Aggregate]]]:
+    groups: list[str] = []
+    aggregates: list[tuple[str, Aggregate]] = []
+    for name in (n.strip() for n in raw.split(",")):
+        if name in GROUPS:
+            if name not in groups:
+                groups.append(name)
+        elif name in AGGREGATES or name in ALIASES:
+            if name not in (n for n, _ in aggregates):
+                aggregates.append((name, AGGREGATES[ALIASES.get(name, name)]))
+        elif name in UNKNOWABLE:
+            raise bad("fields", f"{name} cannot be answered: {UNKNOWABLE[name]}")
+        elif name.endswith("_human") and name.removesuffix("_human") in AGGREGATES:
+            raise bad("fields", f"{name}: only opens and clicks are told apart from machines")
+        else:
+            raise bad("fields", f"unknown field {name[:64]!r} (see the report builder's fields)")
+    if not aggregates:
+        raise bad("fields", "must name at least one aggregated field, such as sum_delivered")
+    return groups, aggregates
+
+
+def whole_hours(zone: str, *moments: datetime) -> None:
+    tz = zoneinfo.ZoneInfo(zone)
+    for at in moments:
+        offset = at.astimezone(tz).utcoffset()
+        if offset is not None and offset.total_seconds() % 3600:
+            raise bad(
+                "timeZone",
+                f"{zone} is {offset} from UTC on {at.date()}; reports count by whole hours, "
+                "so only zones with whole-hour offsets are supported",
+            )
+
+
+def _day(value: str) -> date:
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise bad("date", f"{value[:32]!r} is not a date (YYYY-MM-DD)") from None
+    if not 1970 <= day.year <= 9998:
+        raise bad("date", f"{value} is out of range (years 1970 to 9998)")
+    return day
+
+
+def _midnight(day: date, zone: str) -> datetime:
+    local = datetime(day.year, day.month, day.day, tzinfo=zoneinfo.ZoneInfo(zone))
+    return local.astimezone(UTC)
+
+
+def modifiers(param: str, values: list[str], group: Group) -> list[tuple[str, Any]]:
+    """Each `op:value` of a filter parameter as (SQL operator, value), checked."""
+    out: list[tuple[str, Any]] = []
+    for raw in values:
+        op, _, value = raw.partition(":") if raw[:3] in ("ge:", "le:", "in:") else ("", "", raw)
+        items = value.split(",") if op == "in" else [value]
+        for item in items:
+            if not re.fullmatch(group.pattern, item):
+                raise bad(param, f"{item[:64]!r} is not a valid {param} value")
+        typed = [int(i) if group.number else i for i in items]
+        sql_op = {"ge": ">=", "le": "<=", "in": "= ANY", "": "="}[op]
+        out.append((sql_op, typed if op == "in" else typed[0]))
+    return out
+
+
+def parse(params: Any, today: date | None = None) -> Report:
+    unknown = sorted(set(params.keys()) - PARAMS - set(UNKNOWABLE))
+    if unknown:
+        raise bad(
+            unknown[0][:64], "unknown parameter (expected fields, timeZone or a grouping field)"
+        )
+    for name in UNKNOWABLE:
+        if name in params:
+            raise bad(name, f"cannot filter on {name}: {UNKNOWABLE[name]}")
+    groups, aggregates = parse_fields(params.get("fields") or DEFAULT_FIELDS)
+    zone = time_zone(params, "timeZone", "UTC")
+    report = Report(
+        groups, aggregates, zone, datetime.min.replace(tzinfo=UTC), None, [], [None, zone]
+    )
+    days = [(op, v) for op, v in modifiers("date", params.getlist("date"), GROUPS["date"])]
+    today = today or datetime.now(zoneinfo.ZoneInfo(zone)).date()
+    start = today - timedelta(days=DEFAULT_DAYS)
+    end: date | None = None
+    ranges: list[date] | None = None
+    for op, value in days:
+        if op == ">=":
+            start = _day(value)
+        elif op == "<=":
+            end = _day(value)
+        elif op == "=":
+            start = end = _day(value)
+        else:
+            ranges = [_day(v) for v in value]
+            start, end = min(ranges), max(ranges)
+    if days and not any(op in (">=", "=", "= ANY") for op, _ in days):
+        start = date(1970, 1, 1)  # only an upper bound given
+    report.start = _midnight(start, zone)
+    report.end = _midnight(end + timedelta(days=1), zone) if end else None
+    whole_hours(zone, report.start, report.end or datetime.now(UTC))
+    report.where.append(f"hour >= {report.arg(report.start)}")
+    if report.end is not None:
+        report.where.append(f"hour < {report.arg(report.end)}")
+    if ranges is not None:
+        days_in = [d.isoformat() for d in ranges]
+        report.where.append(f"{GROUPS['date'].sql} = ANY({report.arg(days_in)})")
+    for name, group in GROUPS.items():
+        filters = modifiers(name, params.getlist(name), group) if name != "date" else []
+        report.filtered_audience |= group.audience and bool(filters)
+        for op, value in filters:
+            report.where.append(f"{group.sql} {op}({report.arg(value)})")
+    return report
+
+
+def statement(report: Report, source: str) -> str:
+    """The report's SQL over `source` (a rollup table, or the ledger recomputation): the groups,
+    at most MAX_GROUPS + 1 of them, after the totals row."""
+    groups = [GROUPS[g].sql for g in report.groups]
+    sums = ", ".join(f"sum({c})::bigint AS {c}" for c in report.counters)
+    # $2, the time zone, is typed here once for statements that group by no time
+    where = " AND ".join(["account_id = $1", "$2::text IS NOT NULL", "live", *report.where])
+    if not groups:
+        return f"SELECT true AS totals, {sums} FROM {source} WHERE {where}"
+    keys = ", ".join(groups)
+    selected = ", ".join(f"{g} AS g{i}" for i, g in enumerate(groups))
+    return (
+        f"SELECT {selected}, grouping({keys}) <> 0 AS totals, {sums} FROM {source} "
+        f"WHERE {where} GROUP BY GROUPING SETS (({keys}), ()) "
+        f"ORDER BY totals DESC, {', '.join(f'g{i}' for i in range(len(groups)))} "
+        f"LIMIT {MAX_GROUPS + 2}"
+    )
+
+
+def answer(report: Report, rows: list[Any]) -> dict[str, Any]:
+    """The seed's answer shape from the statement's rows (totals row first)."""
+    totals = [r for r in rows if r["totals"]]
+    groups = [r for r in rows if not r["totals"]]
+    result = []
+    for row in groups[:MAX_GROUPS]:
+        item = {name: row[f"g{i}"] for i, name in enumerate(report.groups)}
+        result.append(item | values(report, row))
+    item = {name: GROUPS[name].total for name in report.groups}
+    result.append(item | values(report, totals[0] if totals else {}))
+    zone = zoneinfo.ZoneInfo(report.zone)
+    return {
+        "metadata": {
+            "ready": True,
+            "timeZone": report.zone,
+            "dateFrom": report.start.astimezone(zone).date().isoformat(),
+            "dateTo": (report.end.astimezone(zone).date() - timedelta(days=1)).isoformat()
+            if report.end
+            else None,
+            "groups": min(len(groups), MAX_GROUPS),
+            "truncated": len(groups) > MAX_GROUPS,
+        },
+        "result": result,
+        "error": None,
+    }
+
+
+def values(report: Report, row: Any) -> dict[str, Any]:
+    sums = {c: int(row.get(c) or 0) for c in report.counters}
+    return {name: aggregate.value(sums) for name, aggregate in report.aggregates}
+
+
+async def run(conn: Any, account: str, report: Report, source: str | None = None) -> dict[str, Any]:
+    """The report for `account` from the rollups, or from `source` (the ledger baseline)."""
+    table = source or ("report_audience" if report.audience else "report_hours")
+    rows = await conn.fetch(statement(report, table), account, *report.args[1:])
+    return answer(report, rows)
+
+
+# (a newline ends the named query: a comment may trail it)
+LEDGER = f"({db.QUERIES['report_ledger']}\n) AS ledger"
+
+
+async def endpoint(request: Request) -> Response:
+    """GET /v1/reports"""
+    svc = service_of(request)
+    account = await authenticate(request)
+    report = parse(request.query_params)
+    async with svc.pool.acquire() as conn:
+        return json(await run(conn, account, report))

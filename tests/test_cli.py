@@ -17,7 +17,7 @@ SCHEMA = Draft202012Validator(orjson.loads((ROOT / "schemas" / "event.v1.json").
 
 def normalize(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", "normalize", *args],
+        [sys.executable, "-m", "mailfold", "normalize", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -74,7 +74,7 @@ def test_unreadable_input_is_a_clear_message_and_a_failure(tmp_path: Path) -> No
 
 def mailfold(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", *args],
+        [sys.executable, "-m", "mailfold", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

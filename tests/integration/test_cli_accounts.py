@@ -24,7 +24,7 @@ KEY = "cli-accounts-test-key"
 
 def mailfold(database: str, *args: str) -> Any:
     done = subprocess.run(
-        [sys.executable, "-m", "consumers.cli", *args],
+        [sys.executable, "-m", "mailfold", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -31,7 +31,7 @@ async def letters(h: Harness) -> list[dlq.Letter]:
 
 def cli(h: Harness, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", "dlq", *args],
+        [sys.executable, "-m", "mailfold", "dlq", *args],
         env=h.env(),
         capture_output=True,
         timeout=60,

@@ -125,7 +125,7 @@ async def test_replay_command_prints_its_summary_and_draws_progress(harness: Har
         posts = await post_batches(harness, client, make_events(100, seed=36), 25)
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "consumers.cli", "replay", "--dry-run", "--source", "api"],
+        [sys.executable, "-m", "mailfold", "replay", "--dry-run", "--source", "api"],
         env=harness.env(),
         capture_output=True,
         timeout=60,

@@ -10,7 +10,7 @@
     mailfold dlq list [--reason TEXT] [--json] | show ID | retry ID ... | retry --all [--reason T]
                  [--again]
 
-It lives with the consumers because it drives both sides of the pipeline.
+It sits above `service` and `consumers` because it starts both; neither imports it.
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 import orjson
 
-from consumers import dlq, fold, normalize, replay
+from consumers import dlq, fold, normalize, publish, replay
 from service import db, kafka, logs
 from service.adapters import SOURCES, derive
 from service.auth import create_account, hash_secret, new_secret, parse_networks
 from service.errors import MailfoldError, ParseError
 from service.events import encode
 from service.providers import save
-from service.read import publish
 from service.settings import Settings
 from service.webhooks import PROVIDERS
 from service.webhooks.base import RawRecord
@@ -376,7 +375,3 @@ def unreachable(exc: BaseException, settings: Settings) -> str:
         where = f"{dsn.hostname}:{dsn.port or 5432}{dsn.path}"
         what = f"PostgreSQL at {where} (MAILFOLD_DATABASE_URL)"
     return f"cannot reach {what}: {exc}; is it running? (locally: scripts/services start)"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

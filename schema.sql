@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS accounts (
     time_zone    text NOT NULL DEFAULT 'UTC',
     created_at   timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS disabled_at timestamptz;
 
 -- Per account and provider: options that are not secret (Mandrill's signed URL, SNS topic
 -- ARNs, metadata keys).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,14 @@ from starlette.routing import Route
 
 from service import db, events_api, kafka, metrics
 from service.auth import Authenticator
-from service.errors import BadInput, MailfoldError, NotFound, ParseError, UnsupportedMediaType
+from service.errors import (
+    BadInput,
+    Disabled,
+    MailfoldError,
+    NotFound,
+    ParseError,
+    UnsupportedMediaType,
+)
 from service.http import BodyReads, error_response, json, read_body, remote_addr, request_id
 from service.ingest import Ingest, RawSink
 from service.nonces import NonceMemory
@@ -128,6 +135,8 @@ async def post_webhook(request: Request) -> Response:
     credentials = await svc.credentials.get(account, provider)
     if credentials is None:
         raise NotFound(f"no {provider} webhook is configured for account {account!r}")
+    if credentials.disabled:
+        raise Disabled(f"account {account!r} is disabled")
     svc.ingest.check()
     limit = svc.settings.webhook_body_limit(adapter.max_body_bytes)
     body = await read_body(request, limit)
@@ -151,7 +160,7 @@ async def post_webhook(request: Request) -> Response:
         content_type=request.headers.get("content-type", "application/octet-stream"),
         received_at=datetime.now(UTC),
         request_id=rid,
-        headers=kept_headers(request, adapter.keep_headers, credentials),
+        headers=kept_headers(request.headers, adapter.keep_headers, credentials),
         metadata_keys=metadata_keys(credentials),
     )
     if adapter.parse_at_ingest:
@@ -167,11 +176,11 @@ async def post_webhook(request: Request) -> Response:
 
 
 def kept_headers(
-    request: Request, keep: tuple[str, ...], credentials: Credentials
+    headers: Mapping[str, str], keep: tuple[str, ...], credentials: Credentials
 ) -> dict[str, str]:
-    """Request headers the adapter reads in parse(), plus the account's time zone for
-    providers whose times carry none (inwise); never taken from the request itself."""
-    kept = {h: request.headers[h] for h in keep if h in request.headers}
+    """Request headers (lower-case names) the adapter reads in parse(), plus the account's time
+    zone for providers whose times carry none (inwise); never taken from the request itself."""
+    kept = {h: headers[h] for h in keep if h in headers}
     zone = credentials.options.get("time_zone")
     if isinstance(zone, str) and zone:
         kept["time-zone"] = zone
@@ -186,8 +195,11 @@ async def webhook(request: Request) -> Response:
     provider, account = request.path_params["provider"], request.path_params["account"]
     if provider not in PROVIDERS:
         raise NotFound(f"unknown provider {provider!r}")
-    if await svc.credentials.get(account, provider) is None:
+    credentials = await svc.credentials.get(account, provider)
+    if credentials is None:
         raise NotFound(f"no {provider} webhook is configured for account {account!r}")
+    if credentials.disabled:
+        raise Disabled(f"account {account!r} is disabled")
     return json({"ok": True})
 
 

@@ -8,6 +8,7 @@
     mailfold providers set ACCOUNT PROVIDER [--secret S] [--slot 1|2] ...
     mailfold providers list ACCOUNT | show ACCOUNT PROVIDER | delete ACCOUNT PROVIDER
     mailfold providers test ACCOUNT PROVIDER FILE [--header 'Name: value' ...]
+    mailfold refusals ACCOUNT [PROVIDER] [--limit N]
     mailfold normalize SOURCE FILE [--account A] [--content-type TYPE]
     mailfold replay [--from TIME | --from-offset N] [--source PROVIDER] [--dry-run]
     mailfold dlq list [--reason TEXT] [--since TIME] [--limit N] [--json] | show ID
@@ -36,7 +37,7 @@ import orjson
 
 from consumers import dlq, fold, normalize, publish, replay
 from mailfold import check
-from service import db, kafka, logs
+from service import db, kafka, logs, refusals
 from service.adapters import SOURCES, derive
 from service.auth import create_account, hash_secret, new_secret, parse_networks
 from service.errors import MailfoldError, ParseError
@@ -219,6 +220,21 @@ async def cmd_providers_test(settings: Settings, args: argparse.Namespace) -> No
         sys.stdout.buffer.write(encode(event) + b"\n")
 
 
+async def cmd_refusals(settings: Settings, args: argparse.Namespace) -> None:
+    """An account's latest refused webhook requests, newest first, one JSON document each."""
+    if args.provider is not None and args.provider not in PROVIDERS:
+        raise MailfoldError(f"unknown provider {args.provider!r} (one of {', '.join(PROVIDERS)})")
+    conn = await db.connect(settings.database_url)
+    try:
+        if not await conn.fetchval(db.QUERIES["find_account"], args.account):
+            raise MailfoldError(f"no account {args.account!r}")
+        rows = await refusals.latest(conn, args.account, args.provider, args.limit)
+    finally:
+        await conn.close()
+    for row in rows:
+        out(refusals.refusal_json(row))
+
+
 def check_secret(provider: str, secret: str | None) -> None:
     """Refuse, before anything is stored, a secret the provider's adapter could never use."""
     adapter = PROVIDERS.get(provider)
@@ -372,6 +388,11 @@ def parser() -> argparse.ArgumentParser:
     pset.add_argument("--time-zone", help="inwise: the IANA zone of its zone-less times")
     pset.add_argument("--option", action="append", metavar="KEY=VALUE")
 
+    refused = sub.add_parser("refusals", help="an account's latest refused webhook requests")
+    refused.add_argument("account")
+    refused.add_argument("provider", nargs="?")
+    refused.add_argument("--limit", type=int, default=refusals.KEPT, metavar="N")
+
     norm = sub.add_parser("normalize", help="print the canonical events a raw body yields")
     norm.add_argument("source", choices=SOURCES)
     norm.add_argument("file", help="a file with one raw request body, or - for stdin")
@@ -436,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(cmd_accounts(settings, args))
         elif args.command == "providers":
             asyncio.run(cmd_providers(settings, args))
+        elif args.command == "refusals":
+            asyncio.run(cmd_refusals(settings, args))
         elif args.command == "replay":
             asyncio.run(cmd_replay(settings, args))
         elif args.command == "dlq":

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import db, events_api, kafka, metrics
+from service import db, events_api, kafka, metrics, refusals
 from service.auth import Authenticator
 from service.errors import (
     BadInput,
@@ -62,6 +62,7 @@ class Service:
         self.auth: Authenticator
         self.credentials: CredentialStore
         self.nonces: NonceMemory
+        self.refusals: refusals.RefusalLog
 
     async def start(self) -> None:
         self.pool = await db.create_pool(self.settings.database_url, self.settings.db_pool_size)
@@ -74,11 +75,14 @@ class Service:
         self.auth = Authenticator(self.pool, s.secret_key)
         self.credentials = CredentialStore(self.pool, s.secret_key)
         self.nonces = NonceMemory(self.pool)
+        self.refusals = refusals.RefusalLog(self.pool)
+        self.refusals.start()
 
     async def stop(self) -> None:
         self.ingest.closing = True
         if self.producer is not None:
             await self.producer.stop()  # flushes what is in flight
+        await self.refusals.stop()
         await self.pool.close()
 
 
@@ -135,6 +139,9 @@ async def post_webhook(request: Request) -> Response:
     credentials = await svc.credentials.get(account, provider)
     if credentials is None:
         raise NotFound(f"no {provider} webhook is configured for account {account!r}")
+    # From here on a 4xx is a refusal worth keeping (an unknown account or provider is not:
+    # anyone can invent those, and keeping them would let anyone fill the table).
+    request.state.webhook = (account, provider)
     if credentials.disabled:
         raise Disabled(f"account {account!r} is disabled")
     svc.ingest.check()
@@ -274,7 +281,20 @@ async def metrics_endpoint(request: Request) -> Response:
 async def on_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MailfoldError)
     count_refused(request, exc.code)
+    keep_refusal(request, exc)
     return error_response(exc)
+
+
+def keep_refusal(request: Request, exc: MailfoldError) -> None:
+    """Keep a configured webhook's 4xx for `mailfold refusals` (never awaits, never raises)."""
+    webhook = getattr(request.state, "webhook", None)
+    if webhook is None or not 400 <= exc.status < 500:
+        return
+    svc: Service = request.app.state.service
+    _, rid = request.state.ingest
+    remote = remote_addr(request, svc.settings)
+    account, provider = webhook
+    svc.refusals.add(refusals.refused(account, provider, exc.status, exc.message, remote, rid))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -309,6 +329,7 @@ def create_app(
         routes=[
             Route("/v1/events", post_events, methods=["POST"]),
             Route("/webhooks/{provider}/{account}", webhook, methods=["POST", "GET", "HEAD"]),
+            Route("/v1/webhooks/refusals", refusals.endpoint),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),

@@ -302,6 +302,11 @@ IN_FLIGHT = REGISTRY.gauge(
     "mailfold_produce_in_flight", "Raw records being produced right now (bounded by max_in_flight)."
 )
 
+REFUSALS_DROPPED = REGISTRY.counter(
+    "mailfold_refusals_dropped_total",
+    "Refused webhook requests not recorded for `mailfold refusals` (buffer full, database down).",
+)
+
 # Normalize.
 NORMALIZED = REGISTRY.counter(
     "mailfold_normalized_events_total", "Canonical events derived from raw records.", ("source",)

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service import refusals
 from service.events import EventType
 from service.http import json, service_of
 from service.read import activities, campaigns, deliveries, export, histograms, links, recipients
@@ -254,6 +255,15 @@ def read_paths() -> dict[str, Spec]:
             "Addresses not to mail again (hard bounce, complaint, unsubscribe), since a cursor.",
             [*feed, query("limit", s.integer(1, 10_000, 1000), "At most this many.")],
             {"200": s.ok(s.feed("suppressions", s.SUPPRESSION)), **s.errors("400", "401", "403")},
+        ),
+        "/v1/webhooks/refusals": operation(
+            "The account's latest refused webhook requests, newest first: when, the status and "
+            f"reason, from where (the last {refusals.KEPT} per provider; never a body).",
+            [
+                query("provider", {"type": "string", "enum": list(PROVIDERS)}, "Only this one."),
+                query("limit", s.integer(1, refusals.KEPT, refusals.KEPT), "At most this many."),
+            ],
+            {"200": s.ok(s.REFUSALS), **s.errors("400", "401", "403")},
         ),
     }
 

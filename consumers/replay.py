@@ -150,7 +150,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = await metrics.serve(settings.metrics_port)
+    listener = await metrics.serve(settings.metrics_port, settings.metrics_host)
     try:
         return await replay(
             settings,

@@ -37,7 +37,7 @@ import orjson
 
 from consumers import dlq, fold, normalize, publish, replay
 from mailfold import check
-from service import db, kafka, logs, refusals
+from service import db, kafka, logs, metrics, refusals
 from service.adapters import SOURCES, derive
 from service.auth import create_account, hash_secret, new_secret, parse_networks
 from service.errors import MailfoldError, ParseError
@@ -437,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_REFUSED
     settings = Settings.from_env()
     try:
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
+        metrics.configure(settings.metrics_host)
         if args.command == "serve":
             from service.app import create_app
             from service.server import Server

@@ -14,11 +14,13 @@ from typing import Any
 
 import asyncpg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from service import db, events_api, kafka, metrics, refusals
+from service.access import AccessLog
 from service.auth import Authenticator
 from service.errors import (
     BadInput,
@@ -28,7 +30,15 @@ from service.errors import (
     ParseError,
     UnsupportedMediaType,
 )
-from service.http import BodyReads, error_response, json, read_body, remote_addr, request_id
+from service.http import (
+    BodyReads,
+    error_response,
+    json,
+    new_request_id,
+    read_body,
+    remote_addr,
+    request_id,
+)
 from service.ingest import Ingest, RawSink
 from service.nonces import NonceMemory
 from service.providers import CredentialStore, metadata_keys
@@ -337,6 +347,7 @@ def create_app(
         ],
         lifespan=lifespan,
         exception_handlers={MailfoldError: on_error, Exception: on_unexpected},
+        middleware=[Middleware(AccessLog, new_id=new_request_id)],
     )
     app.state.service = service
     return app

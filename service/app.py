@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import db, events_api, kafka, metrics, refusals
+from service import db, docs, events_api, kafka, metrics, refusals
 from service.access import AccessLog
 from service.auth import Authenticator
 from service.errors import (
@@ -343,6 +343,8 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            Route("/docs", docs.page),
+            Route("/docs/{asset}", docs.asset),
             *READ_ROUTES,
         ],
         lifespan=lifespan,

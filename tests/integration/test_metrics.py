@@ -243,3 +243,23 @@ async def test_the_request_id_travels_from_the_request_to_the_events_and_the_log
 
     (letter,) = await wait_for(dead_letter_logged, bool)
     assert letter.__dict__["request_id"] == "rid-poison"
+
+
+async def test_the_folds_log_line_about_a_record_names_its_request(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailfold")
+    await harness.start_pipeline()
+    producer = kafka.Producer(harness.settings)
+    try:
+        await producer.send(harness.settings.events_topic, b"not an event",
+                            headers=[("request-id", b"rid-fold")])  # fmt: skip
+    finally:
+        await producer.stop()
+
+    async def dead_letter_logged() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("dead letter")]
+
+    (letter,) = await wait_for(dead_letter_logged, bool, timeout=30)
+    assert letter.__dict__["request_id"] == "rid-fold"
+    assert letter.__dict__["topic"] == harness.settings.events_topic

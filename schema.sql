@@ -600,7 +600,7 @@ CREATE TABLE IF NOT EXISTS dead_letter_retries (
 
 -- The last refused webhook requests per account and provider (service/refusals.py): when, the
 -- status and reason given, where from and the request id; never the body nor a credential.
--- Bounded: each flush keeps the newest REFUSALS_KEPT per account and provider.
+-- Bounded: each write keeps the newest KEPT (100) per account and provider.
 CREATE TABLE IF NOT EXISTS webhook_refusals (
     refusal_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     account_id   text NOT NULL REFERENCES accounts ON DELETE CASCADE,

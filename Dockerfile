@@ -6,6 +6,7 @@ COPY queries/ queries/
 COPY schemas/ schemas/
 COPY service/ service/
 COPY consumers/ consumers/
+COPY mailfold/ mailfold/
 RUN pip install --no-cache-dir -e . && useradd --system mailfold
 USER mailfold
 ENV MAILFOLD_HOST=0.0.0.0

@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS accounts (
     time_zone    text NOT NULL DEFAULT 'UTC',
     created_at   timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE accounts ADD COLUMN IF NOT EXISTS disabled_at timestamptz;
 
 -- Per account and provider: options that are not secret (Mandrill's signed URL, SNS topic
 -- ARNs, metadata keys).
@@ -838,3 +839,19 @@ CREATE TABLE IF NOT EXISTS dead_letter_retries (
     retried_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (topic, partition, "offset")
 );
+
+-- The last refused webhook requests per account and provider (service/refusals.py): when, the
+-- status and reason given, where from and the request id; never the body nor a credential.
+-- Bounded: each write keeps the newest KEPT (100) per account and provider.
+CREATE TABLE IF NOT EXISTS webhook_refusals (
+    refusal_id   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account_id   text NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    provider     text NOT NULL,
+    refused_at   timestamptz NOT NULL,
+    status       integer NOT NULL,
+    reason       text NOT NULL,
+    remote_addr  text,
+    request_id   text
+);
+CREATE INDEX IF NOT EXISTS webhook_refusals_account_id_provider_refusal_id_idx
+    ON webhook_refusals (account_id, provider, refusal_id);

@@ -13,18 +13,22 @@ reason, and one that now can be yields events whose ids make a repeated retry ha
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
+from consumers.progress import Progress
 from service import db, kafka
 from service.errors import BadInput, MailfoldError, NotFound
 from service.settings import Settings
 
 PREFIX = "dlq-"
+# Letters produced between two progress updates of `dlq retry`.
+RETRY_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +128,23 @@ async def read(
     return sorted(found, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
 
 
-async def list_letters(settings: Settings, reason: str | None = None) -> list[Letter]:
-    """Every dead letter, oldest first; only those whose reason contains `reason` if given."""
-    letters = [describe(rec) for rec in await read(settings)]
+async def list_letters(
+    settings: Settings,
+    reason: str | None = None,
+    *,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[Letter]:
+    """Every dead letter, oldest first; only those whose reason contains `reason`, set aside at
+    or after `since`, and the newest `limit` of them, if given."""
+    records = await read(settings)
+    if since is not None:
+        records = [r for r in records if r.timestamp_ms >= since.timestamp() * 1000]
+    letters = [describe(rec) for rec in records]
     if reason:
         letters = [x for x in letters if reason.lower() in x.reason.lower()]
+    if limit is not None:
+        letters = letters[-limit:] if limit else []
     retried = await retries(settings)
     return [
         replace(x, retried_at=retried[x.id][1], retries=retried[x.id][0]) if x.id in retried else x
@@ -198,6 +214,7 @@ async def retry(
     every: bool = False,
     reason: str | None = None,
     again: bool = False,
+    stream: TextIO | None = sys.stderr,
 ) -> list[dict[str, Any]]:
     """Produce the named letters' originals again (or every one not retried before, unless
     `again`, filtered by `reason`) and record that they were."""
@@ -216,9 +233,13 @@ async def retry(
             names = ", ".join(f"{p}:{o}" for p, o in sorted(missing))
             raise NotFound(f"no dead letter {names} on {settings.dlq_topic}")
     outputs = [original(settings, rec) for rec in records]
+    progress = Progress("dlq retry", len(outputs), "letters", stream=stream)
     producer = kafka.Producer(settings)
     try:
-        await producer.send_many(outputs)
+        for start in range(0, len(outputs), RETRY_CHUNK):
+            await producer.send_many(outputs[start : start + RETRY_CHUNK])
+            progress.update(min(start + RETRY_CHUNK, len(outputs)))
+        progress.update(len(outputs), final=True)
     finally:
         await producer.stop()
     if records:

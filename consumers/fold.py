@@ -393,11 +393,7 @@ class Fold:
     async def set_aside(self, poison: list[tuple[kafka.Record, str]]) -> None:
         """Send unreadable or refused records to the dead-letter topic, waiting for the ack."""
         for rec, reason in poison:
-            log.warning(
-                "dead letter: %s",
-                reason.splitlines()[0],
-                extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
-            )
+            log.warning("dead letter: %s", reason.splitlines()[0], extra=kafka.where(rec))
         letters = [self.dead_letter(rec, reason) for rec, reason in poison]
         if not await self.producer.send_until_acked(letters, self.stop, self.settings.fold_group):
             raise Abandoned

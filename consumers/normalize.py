@@ -57,7 +57,9 @@ def derive_record(rec: kafka.Record) -> list[Event]:
         raise ParseError(f"unreadable raw record: {exc!r}") from exc
 
 
-def encode_events(settings: Settings, events: list[Event]) -> tuple[list[Output], list[str]]:
+def encode_events(
+    settings: Settings, events: list[Event], headers: list[tuple[str, bytes]] | None = None
+) -> tuple[list[Output], list[str]]:
     """The outputs of the events, and why each one that cannot be encoded could not be.
 
     Every event was checked against the ledger's limits when it was made (`make_event`), so the
@@ -67,10 +69,17 @@ def encode_events(settings: Settings, events: list[Event]) -> tuple[list[Output]
     refused: list[str] = []
     for index, event in enumerate(events):
         try:
-            outputs.append((settings.events_topic, event.key(), encode(event), []))
+            outputs.append((settings.events_topic, event.key(), encode(event), headers or []))
         except Exception as exc:
             refused.append(f"event {index} ({event.native_type!r}): {exc}")
     return outputs, refused
+
+
+def carried(rec: kafka.Record) -> list[tuple[str, bytes]]:
+    """Headers a raw record passes on to its events: the request id, so the fold's log lines
+    can name the HTTP request an event came in."""
+    rid = rec.headers.get("request-id")
+    return [("request-id", rid)] if rid else []
 
 
 def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
@@ -79,7 +88,7 @@ def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
     the record whole; the events already folded are absorbed by their ids)."""
     outputs: list[Output] = []
     try:
-        outputs, refused = encode_events(settings, derive_record(rec))
+        outputs, refused = encode_events(settings, derive_record(rec), carried(rec))
         reason = "cannot be stored: " + "; ".join(refused) if refused else ""
     except ParseError as exc:
         reason = str(exc)
@@ -88,13 +97,11 @@ def outputs_for(settings: Settings, rec: kafka.Record) -> list[Output]:
         metrics.PARKED.inc(stage=STAGE)
     if outputs:
         metrics.NORMALIZED.inc(len(outputs), source=source_of(rec))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%d event(s) derived", len(outputs), extra=kafka.where(rec))
     if not reason:
         return outputs
-    log.warning(
-        "dead letter: %s",
-        reason.splitlines()[0][:500],
-        extra={"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
-    )
+    log.warning("dead letter: %s", reason.splitlines()[0][:500], extra=kafka.where(rec))
     metrics.DEAD_LETTERS.inc(stage=STAGE, source=source_of(rec))
     return [*outputs, dead_letter(settings, rec, reason)]
 
@@ -143,7 +150,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
 
 
@@ -152,7 +159,7 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = await metrics.serve(settings.metrics_port)
+    listener = await metrics.serve(settings.metrics_port, settings.metrics_host)
     # Start-up's objects live as long as the process: out of the collector's walks (see
     # service/server.py).
     gc.freeze()

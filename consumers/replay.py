@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from consumers.normalize import derive_record
+from consumers.progress import Progress
 from service import kafka, metrics
 from service.errors import MailfoldError, ParseError
 from service.events import encode
@@ -44,34 +45,6 @@ class Summary:
 
     def as_dict(self) -> dict[str, int | float]:
         return asdict(self)
-
-
-class Progress:
-    """A one-line progress bar on a terminal stream, redrawn at most ten times a second."""
-
-    def __init__(self, total: int, stream: TextIO | None = sys.stderr, width: int = 30) -> None:
-        self.total = total
-        self.stream = stream
-        self.width = width
-        self.started = time.monotonic()
-        self._drawn = 0.0
-
-    def update(self, done: int, events: int, final: bool = False) -> None:
-        ratio = done / self.total if self.total else 1.0
-        metrics.REPLAY_PROGRESS.set(ratio)
-        now = time.monotonic()
-        if self.stream is None or (not final and now - self._drawn < 0.1):
-            return
-        self._drawn = now
-        filled = int(ratio * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(
-            f"\rreplay [{bar}] {ratio:6.1%}  {done}/{self.total} raw records  "
-            f"{events} events  {now - self.started:.1f}s"
-        )
-        if final:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def parse_since(text: str) -> datetime:
@@ -112,7 +85,15 @@ async def replay(
     producer = kafka.Producer(settings)
     try:
         ranges = await plan(reader, since, from_offset)
-        progress = Progress(sum(end - start for start, end in ranges.values()), stream)
+        total = sum(end - start for start, end in ranges.values())
+        progress = Progress(
+            "replay",
+            total,
+            "raw records",
+            extra="events",
+            stream=stream,
+            on_update=metrics.REPLAY_PROGRESS.set,
+        )
         progress.update(0, 0)
         async for records in reader.scan(ranges):
             outputs = replay_batch(settings, records, source, summary)
@@ -169,7 +150,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    listener = await metrics.serve(settings.metrics_port)
+    listener = await metrics.serve(settings.metrics_port, settings.metrics_host)
     try:
         return await replay(
             settings,

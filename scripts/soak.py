@@ -209,7 +209,7 @@ def services(action: str, which: str, env: dict[str, str], attempts: int = 3) ->
 
 def cli(env: dict[str, str], *args: str) -> Any:
     done = subprocess.run(
-        [PY, "-m", "consumers.cli", *args], env=env, capture_output=True, check=True, cwd=ROOT
+        [PY, "-m", "mailfold", *args], env=env, capture_output=True, check=True, cwd=ROOT
     )
     return orjson.loads(done.stdout)
 
@@ -229,7 +229,7 @@ class Component:
         self.started = time.monotonic()
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
-                [PY, "-m", "consumers.cli", self.name],
+                [PY, "-m", "mailfold", self.name],
                 env=self.env,
                 cwd=ROOT,
                 stdout=out,

@@ -8,20 +8,37 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service import db, events_api, kafka, metrics
+from service import db, docs, events_api, kafka, metrics, refusals
+from service.access import AccessLog
 from service.auth import Authenticator
-from service.errors import BadInput, MailfoldError, NotFound, ParseError, UnsupportedMediaType
-from service.http import BodyReads, error_response, json, read_body, remote_addr, request_id
+from service.errors import (
+    BadInput,
+    Disabled,
+    MailfoldError,
+    NotFound,
+    ParseError,
+    UnsupportedMediaType,
+)
+from service.http import (
+    BodyReads,
+    error_response,
+    json,
+    new_request_id,
+    read_body,
+    remote_addr,
+    request_id,
+)
 from service.ingest import Ingest, RawSink
 from service.nonces import NonceMemory
 from service.providers import CredentialStore, metadata_keys
@@ -55,6 +72,7 @@ class Service:
         self.auth: Authenticator
         self.credentials: CredentialStore
         self.nonces: NonceMemory
+        self.refusals: refusals.RefusalLog
 
     async def start(self) -> None:
         self.pool = await db.create_pool(self.settings.database_url, self.settings.db_pool_size)
@@ -67,11 +85,14 @@ class Service:
         self.auth = Authenticator(self.pool, s.secret_key)
         self.credentials = CredentialStore(self.pool, s.secret_key)
         self.nonces = NonceMemory(self.pool)
+        self.refusals = refusals.RefusalLog(self.pool)
+        self.refusals.start()
 
     async def stop(self) -> None:
         self.ingest.closing = True
         if self.producer is not None:
             await self.producer.stop()  # flushes what is in flight
+        await self.refusals.stop()
         await self.pool.close()
 
 
@@ -128,6 +149,11 @@ async def post_webhook(request: Request) -> Response:
     credentials = await svc.credentials.get(account, provider)
     if credentials is None:
         raise NotFound(f"no {provider} webhook is configured for account {account!r}")
+    # From here on a 4xx is a refusal worth keeping (an unknown account or provider is not:
+    # anyone can invent those, and keeping them would let anyone fill the table).
+    request.state.webhook = (account, provider)
+    if credentials.disabled:
+        raise Disabled(f"account {account!r} is disabled")
     svc.ingest.check()
     limit = svc.settings.webhook_body_limit(adapter.max_body_bytes)
     body = await read_body(request, limit)
@@ -151,7 +177,7 @@ async def post_webhook(request: Request) -> Response:
         content_type=request.headers.get("content-type", "application/octet-stream"),
         received_at=datetime.now(UTC),
         request_id=rid,
-        headers=kept_headers(request, adapter.keep_headers, credentials),
+        headers=kept_headers(request.headers, adapter.keep_headers, credentials),
         metadata_keys=metadata_keys(credentials),
     )
     if adapter.parse_at_ingest:
@@ -167,11 +193,11 @@ async def post_webhook(request: Request) -> Response:
 
 
 def kept_headers(
-    request: Request, keep: tuple[str, ...], credentials: Credentials
+    headers: Mapping[str, str], keep: tuple[str, ...], credentials: Credentials
 ) -> dict[str, str]:
-    """Request headers the adapter reads in parse(), plus the account's time zone for
-    providers whose times carry none (inwise); never taken from the request itself."""
-    kept = {h: request.headers[h] for h in keep if h in request.headers}
+    """Request headers (lower-case names) the adapter reads in parse(), plus the account's time
+    zone for providers whose times carry none (inwise); never taken from the request itself."""
+    kept = {h: headers[h] for h in keep if h in headers}
     zone = credentials.options.get("time_zone")
     if isinstance(zone, str) and zone:
         kept["time-zone"] = zone
@@ -186,8 +212,11 @@ async def webhook(request: Request) -> Response:
     provider, account = request.path_params["provider"], request.path_params["account"]
     if provider not in PROVIDERS:
         raise NotFound(f"unknown provider {provider!r}")
-    if await svc.credentials.get(account, provider) is None:
+    credentials = await svc.credentials.get(account, provider)
+    if credentials is None:
         raise NotFound(f"no {provider} webhook is configured for account {account!r}")
+    if credentials.disabled:
+        raise Disabled(f"account {account!r} is disabled")
     return json({"ok": True})
 
 
@@ -262,7 +291,20 @@ async def metrics_endpoint(request: Request) -> Response:
 async def on_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MailfoldError)
     count_refused(request, exc.code)
+    keep_refusal(request, exc)
     return error_response(exc)
+
+
+def keep_refusal(request: Request, exc: MailfoldError) -> None:
+    """Keep a configured webhook's 4xx for `mailfold refusals` (never awaits, never raises)."""
+    webhook = getattr(request.state, "webhook", None)
+    if webhook is None or not 400 <= exc.status < 500:
+        return
+    svc: Service = request.app.state.service
+    _, rid = request.state.ingest
+    remote = remote_addr(request, svc.settings)
+    account, provider = webhook
+    svc.refusals.add(refusals.refused(account, provider, exc.status, exc.message, remote, rid))
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
@@ -297,13 +339,17 @@ def create_app(
         routes=[
             Route("/v1/events", post_events, methods=["POST"]),
             Route("/webhooks/{provider}/{account}", webhook, methods=["POST", "GET", "HEAD"]),
+            Route("/v1/webhooks/refusals", refusals.endpoint),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics_endpoint),
+            Route("/docs", docs.page),
+            Route("/docs/{asset}", docs.asset),
             *READ_ROUTES,
         ],
         lifespan=lifespan,
         exception_handlers={MailfoldError: on_error, Exception: on_unexpected},
+        middleware=[Middleware(AccessLog, new_id=new_request_id)],
     )
     app.state.service = service
     return app

@@ -24,7 +24,7 @@ import asyncpg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from service.db import QUERIES
-from service.errors import BadInput, Forbidden, Rejected, Unavailable
+from service.errors import BadInput, Disabled, Forbidden, Rejected, Unavailable
 
 ACCOUNT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # How long a change to an account or its provider credentials may go unnoticed.
@@ -190,12 +190,13 @@ class Authenticator:
         if row is not None:
             return row
         try:
-            return await self._pool.fetchrow(QUERIES["find_account_by_login"], login)
+            return await self._pool.fetchrow(QUERIES["find_login"], login)
         except DATABASE_DOWN as exc:
             raise Unavailable("account store unavailable; retry later") from exc
 
     async def account(self, authorization: str | None, remote: str | None) -> str:
-        """The account id for these credentials; Rejected (401) or Forbidden (403) otherwise."""
+        """The account id for these credentials; Rejected (401), Disabled or Forbidden (403)
+        otherwise."""
         login, secret = _basic(authorization)
         row = await self._lookup(login)
         expected = row["secret_hash"] if row else self._unknown
@@ -204,6 +205,8 @@ class Authenticator:
             raise Rejected("unknown login or wrong secret")
         # Kept only once the secret matched: an unknown login or a wrong secret is never cached.
         self.cache.put(login, row)
+        if row["disabled_at"] is not None:
+            raise Disabled(f"account {row['account_id']!r} is disabled")
         if not address_allowed(remote, row["allowed_ips"]):
             raise Forbidden(f"address {remote} is not on this account's allow list")
         return str(row["account_id"])

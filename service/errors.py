@@ -3,6 +3,7 @@
 MailfoldError
 ├── Rejected        401  the caller is not who it claims (bad signature, credentials)
 ├── Forbidden       403  authenticated, but not from an allowed address
+│   └── Disabled    403  the account is disabled (`mailfold accounts disable`)
 ├── BadInput        400  the request names something invalid (each problem listed)
 ├── UnsupportedMediaType 415  the Event API takes JSON only
 ├── TooLarge        413  the body (or its record) exceeds the configured maximum
@@ -43,6 +44,10 @@ class Rejected(MailfoldError):
 class Forbidden(MailfoldError):
     status = 403
     code = "forbidden"
+
+
+class Disabled(Forbidden):
+    code = "account_disabled"
 
 
 class BadInput(MailfoldError):

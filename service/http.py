@@ -133,6 +133,11 @@ def new_request_id() -> str:
 
 
 def request_id(request: Request) -> str:
+    """The request's id: set by the access middleware (service/access.py) from X-Request-Id or
+    new; read from the header here only when the app runs without it."""
+    known = getattr(request.state, "request_id", None)
+    if isinstance(known, str):
+        return known
     given = request.headers.get("x-request-id", "")
     return given if 0 < len(given) <= 128 else new_request_id()
 

@@ -477,6 +477,16 @@ def to_record(r: Any) -> Record:
     )
 
 
+def where(rec: Record) -> dict[str, Any]:
+    """Log context for one record: its topic, partition, offset and the request id it carries
+    (`request-id` header: set by ingest on mailfold.raw, copied by the normalizer)."""
+    rid = rec.headers.get("request-id")
+    context: dict[str, Any] = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+    if rid:
+        context["request_id"] = rid.decode("utf-8", "replace")
+    return context
+
+
 def span(records: Sequence[Record]) -> dict[str, Any]:
     """Log context for a batch: its topic, partitions and offset range per partition."""
     ranges: dict[int, list[int]] = {}
@@ -628,9 +638,11 @@ class Consumer:
             log.debug("lag unknown: %r", exc)
             return
         for topic, partition in self._lagging - lag.keys():
-            metrics.LAG.remove(group=self._group, topic=topic, partition=partition)
+            for gauge in (metrics.LAG, metrics.LAG_RECORDS):
+                gauge.remove(group=self._group, topic=topic, partition=partition)
         for (topic, partition), n in lag.items():
-            metrics.LAG.set(n, group=self._group, topic=topic, partition=partition)
+            for gauge in (metrics.LAG, metrics.LAG_RECORDS):
+                gauge.set(n, group=self._group, topic=topic, partition=partition)
         self._lagging = set(lag)
 
 

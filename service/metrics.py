@@ -1,200 +1,147 @@
-"""Prometheus metrics without a dependency: counters, gauges and histograms with labels, the text
-exposition format (version 0.0.4), and a tiny listener for the consumer processes.
+"""Prometheus metrics on prometheus_client: every metric Mailfold exports, declared at the bottom
+of this module so the list of names and labels lives in one place, the process, GC and platform
+collectors, and a tiny listener (/metrics, /healthz, /readyz) for the consumer processes.
 
-Every metric Mailfold exports is declared at the bottom of this module, so the list of names and
-labels lives in one place. Label values must come from small closed sets (sources, outcomes,
-error codes, partitions), never from request data, or the registry grows without bound.
+Call sites pass labels as keywords (`REQUESTS.inc(source=..., outcome=..., reason=...)`); the
+thin wrappers below check them against the declared names. Label values must come from small
+closed sets (sources, outcomes, error codes, partitions, route templates), never from request
+data, or the registry grows without bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import logging
-import math
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import orjson
+import prometheus_client as prom
+
+from service.version import VERSION
 
 log = logging.getLogger("mailfold.metrics")
 
+# `_created` series double every counter and histogram for little use; Prometheus does not need
+# them to compute rates.
+prom.disable_created_metrics()  # type: ignore[no-untyped-call]
+
 # A consumer retrying the same batch for longer than this is stuck: /readyz answers 503.
 STUCK_AFTER_S = 30.0
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = prom.CONTENT_TYPE_PLAIN_0_0_4
 # Seconds: from sub-millisecond acks to the 10 s produce timeout.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 LabelValues = tuple[str, ...]
 
 
-def escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
 class Metric:
-    """One metric family: a name, a help line and a fixed tuple of label names."""
+    """One metric family of a Registry: keyword labels checked against the declared names."""
 
-    kind = "untyped"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
+    def __init__(self, registry: Registry, family: Any, name: str, labels: Sequence[str]) -> None:
+        self.registry = registry
         self.name = name
-        self.help = help
         self.labels = tuple(labels)
-        self._lock = threading.Lock()
-        self._keys: dict[tuple[tuple[str, object], ...], LabelValues] = {}
+        self._family = family
+        self._children: dict[tuple[tuple[str, object], ...], Any] = {}
 
     def key(self, labels: Mapping[str, object]) -> LabelValues:
-        # Label values come from small closed sets (see above), so each combination is checked
-        # and converted once, then looked up: this runs several times per ingest request.
+        if set(labels) != set(self.labels):
+            raise ValueError(f"{self.name} takes labels {self.labels}, got {tuple(labels)}")
+        return tuple(str(labels[name]) for name in self.labels)
+
+    def child(self, labels: Mapping[str, object]) -> Any:
+        # Label values come from small closed sets, so each combination is checked and looked
+        # up once, then reused: this runs several times per ingest request.
         given = tuple(labels.items())
-        key = self._keys.get(given)
-        if key is None:
-            if set(labels) != set(self.labels):
-                raise ValueError(f"{self.name} takes labels {self.labels}, got {tuple(labels)}")
-            key = self._keys[given] = tuple(str(labels[name]) for name in self.labels)
-        return key
+        found = self._children.get(given)
+        if found is None:
+            values = self.key(labels)
+            found = self._children[given] = self._family.labels(*values) if values else self._family
+        return found
 
-    def label_text(self, values: LabelValues, extra: str = "") -> str:
-        pairs = [f'{n}="{escape(v)}"' for n, v in zip(self.labels, values, strict=True)]
-        if extra:
-            pairs.append(extra)
-        return "{" + ",".join(pairs) + "}" if pairs else ""
+    def sample(self, suffix: str, labels: Mapping[str, object]) -> float:
+        named = dict(zip(self.labels, self.key(labels), strict=True))
+        value = self.registry.collectors.get_sample_value(self.name + suffix, named)
+        return value or 0.0
 
-    def samples(self) -> Iterator[str]:
-        raise NotImplementedError
-
-    def render(self) -> str:
-        head = f"# HELP {self.name} {escape(self.help)}\n# TYPE {self.name} {self.kind}\n"
-        return head + "".join(line + "\n" for line in self.samples())
+    def series(self, suffix: str = "") -> dict[LabelValues, float]:
+        """Every labelled series now exported: label values -> value."""
+        out = {}
+        for family in self._family.collect():
+            for s in family.samples:
+                if s.name == self.name + suffix:
+                    out[tuple(s.labels[n] for n in self.labels)] = s.value
+        return out
 
 
 class Counter(Metric):
     """A value that only goes up (restarts reset it; Prometheus' rate() copes)."""
 
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[LabelValues, float] = {}
-
     def inc(self, amount: float = 1.0, **labels: object) -> None:
-        if amount < 0:
-            raise ValueError("a counter only goes up")
-        key = self.key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self.child(labels).inc(amount)
 
     def value(self, **labels: object) -> float:
-        return self._values.get(self.key(labels), 0.0)
-
-    def samples(self) -> Iterator[str]:
-        for key, value in sorted(self._values.items()):
-            yield f"{self.name}{self.label_text(key)} {number(value)}"
+        return self.sample("", labels)
 
 
 class Gauge(Metric):
     """A value that goes up and down (lag, in-flight requests, progress)."""
 
-    kind = "gauge"
-
-    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labels)
-        self._values: dict[LabelValues, float] = {}
-
     def set(self, value: float, **labels: object) -> None:
-        key = self.key(labels)
-        with self._lock:
-            self._values[key] = value
+        self.child(labels).set(value)
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
-        key = self.key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self.child(labels).inc(amount)
 
     def dec(self, amount: float = 1.0, **labels: object) -> None:
-        self.inc(-amount, **labels)
+        self.child(labels).dec(amount)
 
     def remove(self, **labels: object) -> None:
         """Drop one labelled series (a partition this process no longer reads)."""
-        with self._lock:
-            self._values.pop(self.key(labels), None)
+        values = self.key(labels)
+        self._children.pop(tuple(labels.items()), None)
+        with contextlib.suppress(KeyError):
+            self._family.remove(*values)
 
     def value(self, **labels: object) -> float:
-        return self._values.get(self.key(labels), 0.0)
-
-    def samples(self) -> Iterator[str]:
-        for key, value in sorted(self._values.items()):
-            yield f"{self.name}{self.label_text(key)} {number(value)}"
+        return self.sample("", labels)
 
 
 class Histogram(Metric):
     """Observations counted into cumulative `le` buckets, with their sum and count."""
 
-    kind = "histogram"
-
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        labels: Sequence[str] = (),
-        buckets: Sequence[float] = LATENCY_BUCKETS,
-    ) -> None:
-        super().__init__(name, help, labels)
-        self.buckets = (*sorted(buckets), math.inf)
-        self._counts: dict[LabelValues, list[int]] = {}
-        self._sums: dict[LabelValues, float] = {}
-
     def observe(self, value: float, **labels: object) -> None:
-        key = self.key(labels)
-        with self._lock:
-            counts = self._counts.setdefault(key, [0] * len(self.buckets))
-            if value <= math.inf:  # NaN is counted nowhere
-                counts[bisect.bisect_left(self.buckets, value)] += 1
-            self._sums[key] = self._sums.get(key, 0.0) + value
+        self.child(labels).observe(value)
 
     def count(self, **labels: object) -> int:
-        return sum(self._counts.get(self.key(labels), []))
-
-    def samples(self) -> Iterator[str]:
-        for key, counts in sorted(self._counts.items()):
-            running = 0
-            for bound, n in zip(self.buckets, counts, strict=True):
-                running += n
-                le = f'le="{number(bound)}"'
-                yield f"{self.name}_bucket{self.label_text(key, le)} {running}"
-            yield f"{self.name}_sum{self.label_text(key)} {number(self._sums[key])}"
-            yield f"{self.name}_count{self.label_text(key)} {running}"
+        return int(self.sample("_count", labels))
 
 
 class Registry:
-    """The metrics of one process, rendered in declaration order."""
+    """The metrics of one process (a prometheus_client CollectorRegistry), each name once."""
 
-    def __init__(self) -> None:
-        self._metrics: dict[str, Metric] = {}
+    def __init__(self, *, process: bool = False) -> None:
+        self.collectors = prom.CollectorRegistry()
+        if process:  # CPU, memory, open files; Python's GC and version
+            prom.ProcessCollector(registry=self.collectors)
+            prom.PlatformCollector(registry=self.collectors)
+            prom.GCCollector(registry=self.collectors)
 
-    def add(self, metric: Metric) -> None:
-        if metric.name in self._metrics:
-            raise ValueError(f"metric {metric.name} registered twice")
-        self._metrics[metric.name] = metric
+    def _add(self, kind: Any, name: str, help: str, labels: Sequence[str], **kw: Any) -> Any:
+        try:
+            return kind(name, help, labels, registry=self.collectors, **kw)
+        except ValueError as exc:
+            raise ValueError(f"metric {name} registered twice: {exc}") from exc
 
     def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
-        metric = Counter(name, help, labels)
-        self.add(metric)
-        return metric
+        family = self._add(prom.Counter, name, help, labels)
+        return Counter(self, family, name, labels)
 
     def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
-        metric = Gauge(name, help, labels)
-        self.add(metric)
-        return metric
+        return Gauge(self, self._add(prom.Gauge, name, help, labels), name, labels)
 
     def histogram(
         self,
@@ -203,12 +150,15 @@ class Registry:
         labels: Sequence[str] = (),
         buckets: Sequence[float] = LATENCY_BUCKETS,
     ) -> Histogram:
-        metric = Histogram(name, help, labels, buckets)
-        self.add(metric)
-        return metric
+        family = self._add(prom.Histogram, name, help, labels, buckets=buckets)
+        return Histogram(self, family, name, labels)
+
+    def info(self, name: str, help: str, values: Mapping[str, str]) -> None:
+        """A constant `<name>_info{...} 1` series (build information)."""
+        prom.Info(name, help, registry=self.collectors).info(dict(values))
 
     def render(self) -> str:
-        return "".join(m.render() for m in self._metrics.values())
+        return prom.generate_latest(self.collectors).decode()
 
 
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -221,6 +171,8 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         path = parts[1].split("?")[0] if len(parts) >= 2 and parts[0] == "GET" else None
         if path == "/metrics":
             status, ctype, body = "200 OK", CONTENT_TYPE, REGISTRY.render().encode()
+        elif path == "/healthz":
+            status, ctype, body = "200 OK", "application/json", b'{"status":"ok"}'
         elif path == "/readyz":
             report = readiness()
             status = "200 OK" if report["ready"] else "503 Service Unavailable"
@@ -266,21 +218,39 @@ def readiness() -> dict[str, object]:
     """A consumer's /readyz: not ready while a group is stuck on one batch; parked records
     (set aside by the safety net, see consumers/fold.py) are reported, as they need a look."""
     stuck = PROGRESS.stuck()
-    parked = {key[0]: int(v) for key, v in PARKED._values.items()}
+    parked = {key[0]: int(v) for key, v in PARKED.series().items()}
     return {"ready": not stuck, "stuck_seconds": stuck, "parked": parked}
 
 
-async def serve(port: int, host: str = "127.0.0.1") -> asyncio.Server | None:
-    """Serve GET /metrics and GET /readyz on `host:port` beside a consumer's loop; None when
-    `port` is 0."""
+# Where a consumer's listener binds unless told (`configure`, from MAILFOLD_METRICS_HOST).
+HOST = "127.0.0.1"
+
+
+def configure(host: str) -> None:
+    global HOST
+    HOST = host
+
+
+async def serve(port: int, host: str | None = None) -> asyncio.Server | None:
+    """Serve GET /metrics, /healthz and /readyz on `host:port` beside a consumer's loop; None
+    when `port` is 0."""
     if not port:
         return None
+    host = host or HOST
     server = await asyncio.start_server(_answer, host, port)
     log.info("metrics on http://%s:%d/metrics", host, port)
     return server
 
 
-REGISTRY = Registry()
+REGISTRY = Registry(process=True)
+REGISTRY.info("mailfold_build", "The running Mailfold's version.", {"version": VERSION})
+
+# Every HTTP request the service answers, by route template (never the raw path).
+HTTP_SECONDS = REGISTRY.histogram(
+    "mailfold_http_request_duration_seconds",
+    "Time to answer an HTTP request, by method, route template and status.",
+    ("method", "route", "status"),
+)
 
 # Ingest (the HTTP service).
 REQUESTS = REGISTRY.counter(
@@ -300,6 +270,11 @@ PRODUCE_SECONDS = REGISTRY.histogram(
 )
 IN_FLIGHT = REGISTRY.gauge(
     "mailfold_produce_in_flight", "Raw records being produced right now (bounded by max_in_flight)."
+)
+
+REFUSALS_DROPPED = REGISTRY.counter(
+    "mailfold_refusals_dropped_total",
+    "Refused webhook requests not recorded for `mailfold refusals` (buffer full, database down).",
 )
 
 # Normalize.
@@ -344,6 +319,11 @@ CONSUMED = REGISTRY.counter(
 )
 LAG = REGISTRY.gauge(
     "mailfold_consumer_lag",
+    "Records between a consumer's position and the partition's end (see ..._lag_records).",
+    ("group", "topic", "partition"),
+)
+LAG_RECORDS = REGISTRY.gauge(
+    "mailfold_consumer_lag_records",
     "Records between a consumer's position and the partition's end.",
     ("group", "topic", "partition"),
 )

@@ -76,7 +76,9 @@ class CredentialStore:
         if creds is not None:
             return creds
         try:
-            row = await self._pool.fetchrow(QUERIES["get_provider_credentials"], account, provider)
+            row = await self._pool.fetchrow(
+                QUERIES["get_account_provider_credentials"], account, provider
+            )
         except DATABASE_DOWN as exc:
             raise Unavailable("credential store unavailable; retry later") from exc
         if row is None:
@@ -86,6 +88,7 @@ class CredentialStore:
             provider=provider,
             secrets=tuple(_decrypt(self._secret_key, b, account, provider) for b in row["secrets"]),
             options=row["options"],
+            disabled=row["disabled_at"] is not None,
         )
         self.cache.put(key, creds)
         return creds

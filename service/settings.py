@@ -23,6 +23,9 @@ def number(name: str, raw: str, kind: str) -> int | float:
         raise SystemExit(f"{name} must be {noun}, not {raw!r}") from None
 
 
+LOG_FORMATS = ("json", "text")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:19092"
@@ -66,8 +69,11 @@ class Settings:
     # Proxies (addresses or CIDR blocks, comma-separated) whose X-Forwarded-For is believed.
     trusted_proxies: str = ""
     log_level: str = "INFO"
-    # A consumer process's own /metrics listener on 127.0.0.1 (0: none).
+    # json: one JSON object per line; text: one readable line (for a terminal).
+    log_format: str = "json"
+    # A consumer process's own /metrics, /healthz and /readyz listener (0: none), and its address.
     metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_webhook_body_bytes"):
@@ -75,6 +81,8 @@ class Settings:
         if self.max_body_reads < 1 or self.body_timeout_s <= 0:
             raise ValueError("max_body_reads and body_timeout_s must be positive")
         trusted_networks(self.trusted_proxies)
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
 
     def check_body_limit(self, name: str, limit: int) -> None:
         """Raise ValueError unless a body of `limit` bytes and its headers fit one raw record."""

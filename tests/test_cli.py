@@ -17,7 +17,7 @@ SCHEMA = Draft202012Validator(orjson.loads((ROOT / "schemas" / "event.v1.json").
 
 def normalize(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", "normalize", *args],
+        [sys.executable, "-m", "mailfold", "normalize", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -74,7 +74,7 @@ def test_unreadable_input_is_a_clear_message_and_a_failure(tmp_path: Path) -> No
 
 def mailfold(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", *args],
+        [sys.executable, "-m", "mailfold", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -102,7 +102,7 @@ UNREACHABLE = {
 
 def test_an_unreachable_database_is_one_line_naming_it_without_its_password() -> None:
     done = mailfold("accounts", "create", "acme", **UNREACHABLE)
-    assert done.returncode == 1
+    assert done.returncode == 3
     assert done.stderr.startswith("mailfold: cannot reach PostgreSQL at 127.0.0.1:1/mailfold")
     assert "Traceback" not in done.stderr and "hunter2" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
@@ -110,7 +110,7 @@ def test_an_unreachable_database_is_one_line_naming_it_without_its_password() ->
 
 def test_an_unreachable_broker_is_one_line_naming_it() -> None:
     done = mailfold("dlq", "list", **UNREACHABLE)
-    assert done.returncode == 1
+    assert done.returncode == 3
     lines = [line for line in done.stderr.splitlines() if line.startswith("mailfold:")]
     assert lines and lines[-1].startswith("mailfold: cannot reach Kafka at 127.0.0.1:1")
     assert "Traceback" not in done.stderr
@@ -121,3 +121,21 @@ def test_a_setting_that_is_not_a_number_is_named_not_a_traceback() -> None:
     assert done.returncode != 0
     assert "MAILFOLD_PORT must be a whole number, not 'abc'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_version_is_printed() -> None:
+    done = mailfold("--version")
+    assert done.returncode == 0 and done.stdout.startswith("mailfold ")
+
+
+def test_wrong_usage_exits_2_and_unreadable_input_4(tmp_path: Path) -> None:
+    assert mailfold("accounts", "frobnicate").returncode == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert normalize("api", str(bad)).returncode == 4
+
+
+def test_a_missing_file_is_one_line_not_a_database_outage(tmp_path: Path) -> None:
+    done = normalize("api", str(tmp_path / "nothing.json"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("mailfold: cannot read ") and len(done.stderr.splitlines()) == 1

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def providers_set(*args: str) -> subprocess.CompletedProcess[str]:
     # No database at this address: a refusal must come before any connection is tried.
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", "providers", "set", *args],
+        [sys.executable, "-m", "mailfold", "providers", "set", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

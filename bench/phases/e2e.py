@@ -64,7 +64,7 @@ class Pipeline:
         self.account = await inst.account(dsn)
         env = inst.env(self.settings)
         logs = self.ctx.folder("e2e")
-        cli = [PYTHON, "-m", "consumers.cli"]
+        cli = [PYTHON, "-m", "mailfold"]
         fold_env = {**env, "MAILFOLD_METRICS_PORT": str(self.metrics_port)}
         for role, argv, role_env in (
             ("server", [*cli, "serve", "--port", str(self.port)], env),

@@ -153,7 +153,7 @@ async def consumer(ctx: Context, settings: Settings, total: int, k: int) -> dict
     env["MAILFOLD_DATABASE_URL"] = dsn
     env["MAILFOLD_FOLD_GROUP"] = f"{settings.fold_group}-{k}"
     log = ctx.folder("fold") / f"consumer{k}.log"
-    proc = await Process("fold", [PYTHON, "-m", "consumers.cli", "fold"], env, log).start()
+    proc = await Process("fold", [PYTHON, "-m", "mailfold", "fold"], env, log).start()
     conn = await db.connect(dsn)
     try:
         start = await wal_lsn(conn)

@@ -45,7 +45,7 @@ class Servers:
         settings = await inst.settings("ingest", database)
         self.account = await inst.account(database)
         logs = self.ctx.folder("ingest")
-        mailfold = [PYTHON, "-m", "consumers.cli", "serve", "--port", str(self.system_port)]
+        mailfold = [PYTHON, "-m", "mailfold", "serve", "--port", str(self.system_port)]
         baseline = [PYTHON, "-m", "bench.baseline", "--port", str(self.baseline_port)]
         self.procs["system"] = await Process(
             "server", mailfold, inst.env(settings), logs / "system.log"

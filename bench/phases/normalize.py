@@ -92,7 +92,7 @@ async def one_run(
         f"norm-{side}{k}", base.database_url, raw_topic=base.raw_topic
     )
     if side == "system":
-        argv = [PYTHON, "-m", "consumers.cli", "normalizer"]
+        argv = [PYTHON, "-m", "mailfold", "normalizer"]
     else:
         argv = [PYTHON, "-m", "bench.passthrough", table_file]
     log = ctx.folder("normalize") / f"{side}{k}.log"

@@ -220,7 +220,7 @@ async def run(ctx: Context) -> list[Phase]:
     logs = ctx.folder("reads")
     server = await Process(
         "server",
-        [PYTHON, "-m", "consumers.cli", "serve", "--port", str(port)],
+        [PYTHON, "-m", "mailfold", "serve", "--port", str(port)],
         inst.env(fold_settings),
         logs / "server.log",
     ).start()
@@ -239,7 +239,7 @@ async def run(ctx: Context) -> list[Phase]:
         phase.cpu["API and SQL alternating"] = meter.stop()
         fold = await Process(
             "fold",
-            [PYTHON, "-m", "consumers.cli", "fold"],
+            [PYTHON, "-m", "mailfold", "fold"],
             inst.env(fold_settings),
             logs / "fold.log",
         ).start()

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from service import docs, refusals
 from service.events import EventType
 from service.http import json, service_of
 from service.read import activities, campaigns, deliveries, export, histograms, links, recipients
@@ -255,6 +256,15 @@ def read_paths() -> dict[str, Spec]:
             [*feed, query("limit", s.integer(1, 10_000, 1000), "At most this many.")],
             {"200": s.ok(s.feed("suppressions", s.SUPPRESSION)), **s.errors("400", "401", "403")},
         ),
+        "/v1/webhooks/refusals": operation(
+            "The account's latest refused webhook requests, newest first: when, the status and "
+            f"reason, from where (the last {refusals.KEPT} per provider; never a body).",
+            [
+                query("provider", {"type": "string", "enum": list(PROVIDERS)}, "Only this one."),
+                query("limit", s.integer(1, refusals.KEPT, refusals.KEPT), "At most this many."),
+            ],
+            {"200": s.ok(s.REFUSALS), **s.errors("400", "401", "403")},
+        ),
     }
 
 
@@ -346,6 +356,10 @@ def ingest_paths(settings: Settings) -> dict[str, Spec]:
     }
 
 
+def file_ok(kind: str, description: str) -> Spec:
+    return {"description": description, "content": {kind: {"schema": {"type": "string"}}}}
+
+
 def plain_paths() -> dict[str, Spec]:
     public: Spec = {"security": []}
     return {
@@ -376,6 +390,37 @@ def plain_paths() -> dict[str, Spec]:
                 **public,
                 "summary": "This document.",
                 "responses": {"200": s.ok({"type": "object"})},
+            }
+        },
+        "/docs": {
+            "get": {
+                **public,
+                "summary": "A browsable reference over this document (Swagger UI).",
+                "responses": {"200": file_ok("text/html", "The page.")},
+            }
+        },
+        "/docs/{asset}": {
+            "get": {
+                **public,
+                "summary": "The files the /docs page loads.",
+                "parameters": [
+                    {
+                        "name": "asset",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "enum": ["mailfold-docs.js", *docs.ASSETS]},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file.",
+                        "content": {
+                            kind: {"schema": {"type": "string"}}
+                            for kind in sorted(set(docs.ASSETS.values()))
+                        },
+                    },
+                    **s.errors("404"),
+                },
             }
         },
     }

@@ -74,7 +74,7 @@ def ok(schema: Spec, description: str = "OK.") -> Spec:
 ERROR_TEXT = {
     "400": "A parameter or the body is invalid; details[] names it.",
     "401": "No or wrong credentials (HTTP Basic login:secret).",
-    "403": "The caller's address is not on the account's allow list.",
+    "403": "The caller's address is not on the account's allow list, or the account is disabled.",
     "404": "Nothing this account owns answers to that.",
     "413": "The body is larger than the configured maximum.",
     "503": "A dependency did not answer; retry after Retry-After seconds.",
@@ -277,6 +277,17 @@ SUPPRESSION = obj(
         **_fields(["campaignId", "deliveryId"], NSTR),
     }
 )
+REFUSAL = obj(
+    {
+        "provider": STR,
+        "refusedAt": {"type": "string", "format": "date-time"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 499},
+        "reason": STR,
+        "remoteAddr": NSTR,
+        "requestId": NSTR,
+    }
+)
+REFUSALS = obj({"refusals": {"type": "array", "items": REFUSAL}})
 ACCEPTED = obj({"accepted": COUNT, "request_id": STR})
 OK_TRUE = obj({"ok": {"const": True}})
 HEALTH = obj({"status": {"const": "ok"}})

@@ -76,6 +76,7 @@ class Credentials:
     provider: str
     secrets: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    disabled: bool = False  # the account is disabled: its webhooks are refused (403)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
-"""Operating accounts with the `mailfold` command against the real database: list, rotate a
-secret, list and delete a provider's settings (never printing a provider secret)."""
+"""Operating accounts with the `mailfold` command against the real database: list, show, rotate
+a secret, disable, list, show, test and delete a provider's settings (never printing a provider
+secret)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +18,16 @@ import pytest
 from service import db
 from service.auth import Authenticator
 from service.errors import Rejected
+from tests.webhooks.contract_test_helpers import signer_of
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "cli-accounts-test-key"
 
 
-def mailfold(database: str, *args: str) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "consumers.cli", *args],
+def run(database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailfold", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -33,6 +36,10 @@ def mailfold(database: str, *args: str) -> Any:
         env={"PATH": "/usr/bin:/bin", "MAILFOLD_DATABASE_URL": database,
              "MAILFOLD_SECRET_KEY": KEY},
     )  # fmt: skip
+
+
+def mailfold(database: str, *args: str) -> Any:
+    done = run(database, *args)
     assert done.returncode == 0, done.stderr
     return [json.loads(doc) for doc in split_documents(done.stdout)]
 
@@ -87,3 +94,65 @@ def test_accounts_are_listed_rotated_and_providers_shown_and_deleted(database: s
     assert deleted["deleted"] is True
     assert mailfold(database, "providers", "list", "acme") == []
     assert mailfold(database, "accounts", "list")[0]["providers"] == []
+
+
+def test_an_account_is_shown_disabled_and_enabled_again(database: str) -> None:
+    (acme,) = mailfold(database, "accounts", "create", "Acme")
+    (shown,) = mailfold(database, "accounts", "show", "acme")
+    assert (shown["login"], shown["disabled_at"]) == (acme["login"], None)
+    assert "secret" not in shown and "secret_hash" not in shown
+    (disabled,) = mailfold(database, "accounts", "disable", "acme")
+    assert disabled["disabled_at"] is not None
+    (again,) = mailfold(database, "accounts", "disable", "acme")
+    assert again["disabled_at"] == disabled["disabled_at"]  # the first time is kept
+    assert mailfold(database, "accounts", "show", "acme")[0]["disabled_at"] is not None
+    assert mailfold(database, "accounts", "enable", "acme")[0]["disabled_at"] is None
+
+
+def test_an_unknown_account_is_one_line_and_exit_status_1(database: str) -> None:
+    for action in ("show", "disable"):
+        done = run(database, "accounts", action, "nobody")
+        assert done.returncode == 1
+        assert done.stderr == "mailfold: no account 'nobody'\n"
+
+
+def test_a_provider_is_shown_without_its_secret(database: str) -> None:
+    mailfold(database, "accounts", "create", "Acme")
+    mailfold(database, "providers", "set", "acme", "postmark", "--secret", "pm:very-secret",
+             "--user", "pm")  # fmt: skip
+    (shown,) = mailfold(database, "providers", "show", "acme", "postmark")
+    assert (shown["provider"], shown["secret_slots"]) == ("postmark", [1])
+    assert shown["options"] == {"user": "pm"} and "very-secret" not in json.dumps(shown)
+    done = run(database, "providers", "show", "acme", "mailgun")
+    assert (done.returncode, done.stderr) == (
+        1,
+        "mailfold: no mailgun settings for account 'acme'\n",
+    )
+
+
+def test_a_captured_request_is_checked_against_the_stored_credentials(
+    database: str, tmp_path: Path
+) -> None:
+    signer = signer_of("sendgrid")
+    mailfold(database, "accounts", "create", "Acme")
+    secret = signer.credentials("acme").secrets[0]
+    mailfold(database, "providers", "set", "acme", "sendgrid", "--secret", secret)
+    request = signer.sign(
+        signer.sample_body(), "http://x/webhooks/sendgrid/acme", datetime.now(UTC)
+    )
+    body = tmp_path / "body.json"
+    body.write_bytes(request.body)
+    flags = [
+        arg for name, value in request.headers.items() for arg in ("--header", f"{name}: {value}")
+    ]
+
+    good = run(database, "providers", "test", "acme", "sendgrid", str(body), *flags)
+    assert good.returncode == 0, good.stderr
+    events = [json.loads(line) for line in good.stdout.splitlines()]
+    assert events and all(e["source"] == "sendgrid" and e["account"] == "acme" for e in events)
+
+    body.write_bytes(request.body + b" ")
+    tampered = run(database, "providers", "test", "acme", "sendgrid", str(body), *flags)
+    assert (tampered.returncode, tampered.stdout) == (4, "")
+    assert tampered.stderr.startswith("mailfold: would be refused: 401: sendgrid")
+    assert len(tampered.stderr.splitlines()) == 1

@@ -117,7 +117,7 @@ async def test_sigterm_while_postgres_is_down_abandons_the_batch_and_exits(
 async def test_sigterm_stops_the_service_cleanly_with_status_0(harness: Harness) -> None:
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "consumers.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "mailfold", "serve", "--port", str(port)],
         env=harness.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

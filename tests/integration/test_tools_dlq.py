@@ -31,7 +31,7 @@ async def letters(h: Harness) -> list[dlq.Letter]:
 
 def cli(h: Harness, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "consumers.cli", "dlq", *args],
+        [sys.executable, "-m", "mailfold", "dlq", *args],
         env=h.env(),
         capture_output=True,
         timeout=60,
@@ -126,3 +126,21 @@ async def test_dlq_command_prints_a_table_json_and_refuses_bad_ids(harness: Harn
     assert bad.returncode == 1 and b"PARTITION:OFFSET" in bad.stderr
     neither = await asyncio.to_thread(cli, harness, "retry")
     assert neither.returncode == 1 and b"--all" in neither.stderr
+
+
+async def test_dlq_list_keeps_the_newest_letters_and_those_since_a_time(harness: Harness) -> None:
+    producer = kafka.Producer(harness.settings)
+    try:
+        for n in range(3):
+            await producer.send(harness.settings.dlq_topic, b"{}", headers=[
+                ("dlq-reason", f"letter {n}".encode())])  # fmt: skip
+    finally:
+        await producer.stop()
+    newest = await asyncio.to_thread(cli, harness, "list", "--json", "--limit", "2")
+    assert [x["reason"] for x in orjson.loads(newest.stdout)] == ["letter 1", "letter 2"]
+    future = await asyncio.to_thread(cli, harness, "list", "--json", "--since", "2999-01-01")
+    assert orjson.loads(future.stdout) == []
+    past = await asyncio.to_thread(cli, harness, "list", "--json", "--since", "2000-01-01T00:00")
+    assert len(orjson.loads(past.stdout)) == 3
+    bad = await asyncio.to_thread(cli, harness, "list", "--since", "yesterday")
+    assert bad.returncode == 1 and b"--since expects an ISO-8601" in bad.stderr

@@ -9,8 +9,8 @@ import httpx
 import orjson
 import pytest
 
+from consumers import publish
 from service import kafka
-from service.read import publish
 from tests.harness import Harness, wait_for
 from tests.read.story import ANN, BOB, JANE, event, post
 

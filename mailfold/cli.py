@@ -3,14 +3,22 @@
     mailfold init                         apply schema.sql and create the topics
     mailfold serve | normalizer | fold | publisher    run one component in the foreground
     mailfold accounts create NAME [--allow-ip CIDR ...]
+    mailfold accounts list | show ACCOUNT | rotate-secret ACCOUNT | disable ACCOUNT | enable ACCOUNT
     mailfold accounts allow-ips ACCOUNT [CIDR ...]
     mailfold providers set ACCOUNT PROVIDER [--secret S] [--slot 1|2] ...
+    mailfold providers list ACCOUNT | show ACCOUNT PROVIDER | delete ACCOUNT PROVIDER
+    mailfold providers test ACCOUNT PROVIDER FILE [--header 'Name: value' ...]
+    mailfold refusals ACCOUNT [PROVIDER] [--limit N]
     mailfold normalize SOURCE FILE [--account A] [--content-type TYPE]
     mailfold replay [--from TIME | --from-offset N] [--source PROVIDER] [--dry-run]
-    mailfold dlq list [--reason TEXT] [--json] | show ID | retry ID ... | retry --all [--reason T]
-                 [--again]
+    mailfold dlq list [--reason TEXT] [--since TIME] [--limit N] [--json] | show ID
+    mailfold dlq retry ID ... | retry --all [--reason TEXT] [--again]
 
-It lives with the consumers because it drives both sides of the pipeline.
+Exit status (EXIT_* below): 0 done; 1 refused (no such account, a bad value); 2 wrong usage;
+3 PostgreSQL or Kafka did not answer; 4 the given input would be refused or cannot be read
+(`normalize`, `providers test`). Errors are one line on stderr, never a traceback.
+
+It sits above `service` and `consumers` because it starts both; neither imports it.
 """
 
 from __future__ import annotations
@@ -27,17 +35,29 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 import orjson
 
-from consumers import dlq, fold, normalize, replay
-from service import db, kafka, logs
+from consumers import dlq, fold, normalize, publish, replay
+from mailfold import check
+from service import db, kafka, logs, metrics, refusals
 from service.adapters import SOURCES, derive
 from service.auth import create_account, hash_secret, new_secret, parse_networks
 from service.errors import MailfoldError, ParseError
 from service.events import encode
 from service.providers import save
-from service.read import publish
 from service.settings import Settings
+from service.version import VERSION
 from service.webhooks import PROVIDERS
 from service.webhooks.base import RawRecord
+
+EXIT_OK = 0
+EXIT_REFUSED = 1  # the command was refused: no such account, a bad value
+EXIT_USAGE = 2  # argparse's own status for wrong usage
+EXIT_UNREACHABLE = 3  # PostgreSQL or Kafka did not answer
+EXIT_INPUT = 4  # the input given would be refused or cannot be read
+
+
+def iso_fields(row: Any) -> dict[str, Any]:
+    """A row as JSON: times in ISO-8601."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in dict(row).items()}
 
 
 def out(data: Any) -> None:
@@ -68,7 +88,18 @@ async def cmd_accounts(settings: Settings, args: argparse.Namespace) -> None:
             out({"account": new.account, "login": new.login, "secret": new.secret})
         elif args.action == "list":
             for row in await conn.fetch(db.QUERIES["list_accounts"]):
-                out({**dict(row), "created_at": row["created_at"].isoformat()})
+                out(iso_fields(row))
+        elif args.action == "show":
+            row = await conn.fetchrow(db.QUERIES["show_account"], args.account)
+            if row is None:
+                raise MailfoldError(f"no account {args.account!r}")
+            out(iso_fields(row))
+        elif args.action in ("disable", "enable"):
+            query, disable = db.QUERIES["set_account_disabled"], args.action == "disable"
+            row = await conn.fetchrow(query, args.account, disable)
+            if row is None:
+                raise MailfoldError(f"no account {args.account!r}")
+            out(iso_fields({"account": args.account, "disabled_at": row["disabled_at"]}))
         elif args.action == "rotate-secret":
             secret = new_secret()
             hashed = hash_secret(settings.secret_key, secret)
@@ -93,7 +124,14 @@ async def show_or_delete_providers(settings: Settings, args: argparse.Namespace)
             raise MailfoldError(f"no account {args.account!r}")
         if args.action == "list":
             for row in await conn.fetch(db.QUERIES["list_provider_settings"], args.account):
-                out({**dict(row), "updated_at": row["updated_at"].isoformat()})
+                out(iso_fields(row))
+            return
+        if args.action == "show":
+            query = db.QUERIES["show_provider_settings"]
+            row = await conn.fetchrow(query, args.account, args.provider)
+            if row is None:
+                raise MailfoldError(f"no {args.provider} settings for account {args.account!r}")
+            out(iso_fields(row))
             return
         done = await conn.execute(
             db.QUERIES["delete_provider_settings"], args.account, args.provider
@@ -116,8 +154,11 @@ def pairs(values: list[str] | None, flag: str) -> dict[str, str]:
 
 
 async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
-    if args.action in ("list", "delete"):
+    if args.action in ("list", "show", "delete"):
         await show_or_delete_providers(settings, args)
+        return
+    if args.action == "test":
+        await cmd_providers_test(settings, args)
         return
     options: dict[str, Any] = pairs(args.option, "--option")
     if args.webhook_url:
@@ -168,6 +209,32 @@ async def cmd_providers(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+async def cmd_providers_test(settings: Settings, args: argparse.Namespace) -> None:
+    """Print the events a captured request would yield; check.Refused says why it would not."""
+    body = read_input(args.file)
+    headers = check.parse_headers(args.header)
+    events = await check.check(
+        settings, args.account, args.provider, body, headers, url=args.url, remote=args.remote
+    )
+    for event in events:
+        sys.stdout.buffer.write(encode(event) + b"\n")
+
+
+async def cmd_refusals(settings: Settings, args: argparse.Namespace) -> None:
+    """An account's latest refused webhook requests, newest first, one JSON document each."""
+    if args.provider is not None and args.provider not in PROVIDERS:
+        raise MailfoldError(f"unknown provider {args.provider!r} (one of {', '.join(PROVIDERS)})")
+    conn = await db.connect(settings.database_url)
+    try:
+        if not await conn.fetchval(db.QUERIES["find_account"], args.account):
+            raise MailfoldError(f"no account {args.account!r}")
+        rows = await refusals.latest(conn, args.account, args.provider, args.limit)
+    finally:
+        await conn.close()
+    for row in rows:
+        out(refusals.refusal_json(row))
+
+
 def check_secret(provider: str, secret: str | None) -> None:
     """Refuse, before anything is stored, a secret the provider's adapter could never use."""
     adapter = PROVIDERS.get(provider)
@@ -179,8 +246,19 @@ def check_secret(provider: str, secret: str | None) -> None:
         raise MailfoldError(f"{provider}: the secret is refused: {exc}") from exc
 
 
+def read_input(file: str) -> bytes:
+    """A file's bytes, or stdin's for `-`; a file that cannot be read is one line, not OSError
+    (which the command reports as an unreachable database)."""
+    if file == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(file).read_bytes()
+    except OSError as exc:
+        raise MailfoldError(f"cannot read {file}: {exc.strerror or exc}") from exc
+
+
 def cmd_normalize(args: argparse.Namespace) -> int:
-    body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    body = read_input(args.file)
     record = RawRecord(
         account=args.account,
         source=args.source,
@@ -193,10 +271,17 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         events = derive(record)
     except ParseError as exc:
         print(f"mailfold normalize: cannot read {args.file}: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     for event in events:
         sys.stdout.buffer.write(encode(event) + b"\n")
     return 0
+
+
+def parse_time(text: str, flag: str) -> datetime:
+    try:
+        return replay.parse_since(text)
+    except ValueError as exc:
+        raise MailfoldError(f"{flag} expects an ISO-8601 date or time: {exc}") from exc
 
 
 async def cmd_replay(settings: Settings, args: argparse.Namespace) -> None:
@@ -218,7 +303,8 @@ async def cmd_replay(settings: Settings, args: argparse.Namespace) -> None:
 
 async def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
     if args.action == "list":
-        letters = await dlq.list_letters(settings, args.reason)
+        since = parse_time(args.since, "--since") if args.since else None
+        letters = await dlq.list_letters(settings, args.reason, since=since, limit=args.limit)
         if args.json:
             out([x.as_dict() for x in letters])
         else:
@@ -236,6 +322,7 @@ async def cmd_dlq(settings: Settings, args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailfold", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"mailfold {VERSION}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("init", help="apply schema.sql and create the Kafka topics")
     serve = sub.add_parser("serve", help="run the HTTP service")
@@ -257,12 +344,30 @@ def parser() -> argparse.ArgumentParser:
     acc.add_parser("list", help="every account, its login and configured providers")
     rotate = acc.add_parser("rotate-secret", help="a new secret (printed once); the old one ends")
     rotate.add_argument("account")
+    for action, text in [
+        ("show", "one account: login, allow list, providers, whether disabled (no secret)"),
+        ("disable", "refuse the account's webhooks, Event API and read API (data is kept)"),
+        ("enable", "accept a disabled account's requests again"),
+    ]:
+        acc.add_parser(action, help=text).add_argument("account")
 
     prov = sub.add_parser("providers", help="configure provider webhooks").add_subparsers(
         dest="action", required=True
     )
     plist = prov.add_parser("list", help="an account's provider settings (never the secrets)")
     plist.add_argument("account")
+    pshow = prov.add_parser("show", help="one provider's settings (never the secrets)")
+    pshow.add_argument("account")
+    pshow.add_argument("provider")
+    ptest = prov.add_parser(
+        "test", help="check a captured request against the stored credentials; print its events"
+    )
+    ptest.add_argument("account")
+    ptest.add_argument("provider")
+    ptest.add_argument("file", help="the captured request body, or - for stdin")
+    ptest.add_argument("--header", action="append", metavar="'NAME: VALUE'")
+    ptest.add_argument("--url", help="the URL the request was posted to (default: its webhook)")
+    ptest.add_argument("--remote", metavar="ADDRESS", help="the sender's address (allow lists)")
     pdel = prov.add_parser("delete", help="forget a provider's settings and secrets")
     pdel.add_argument("account")
     pdel.add_argument("provider")
@@ -283,6 +388,11 @@ def parser() -> argparse.ArgumentParser:
     pset.add_argument("--time-zone", help="inwise: the IANA zone of its zone-less times")
     pset.add_argument("--option", action="append", metavar="KEY=VALUE")
 
+    refused = sub.add_parser("refusals", help="an account's latest refused webhook requests")
+    refused.add_argument("account")
+    refused.add_argument("provider", nargs="?")
+    refused.add_argument("--limit", type=int, default=refusals.KEPT, metavar="N")
+
     norm = sub.add_parser("normalize", help="print the canonical events a raw body yields")
     norm.add_argument("source", choices=SOURCES)
     norm.add_argument("file", help="a file with one raw request body, or - for stdin")
@@ -302,6 +412,8 @@ def parser() -> argparse.ArgumentParser:
     )
     dlist = dead.add_parser("list", help="what was set aside, when, from where and why")
     dlist.add_argument("--reason", metavar="TEXT", help="only letters whose reason contains TEXT")
+    dlist.add_argument("--since", metavar="TIME", help="only letters set aside since (ISO, UTC)")
+    dlist.add_argument("--limit", type=int, metavar="N", help="only the newest N letters")
     dlist.add_argument("--json", action="store_true", help="JSON instead of a table")
     dshow = dead.add_parser("show", help="one dead letter: headers and body")
     dshow.add_argument("id", metavar="ID", help="PARTITION:OFFSET as dlq list shows")
@@ -322,10 +434,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_normalize(args)
         except MailfoldError as exc:
             print(f"mailfold: {exc.message}", file=sys.stderr)
-            return 1
+            return EXIT_REFUSED
     settings = Settings.from_env()
     try:
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_format)
+        metrics.configure(settings.metrics_host)
         if args.command == "serve":
             from service.app import create_app
             from service.server import Server
@@ -345,17 +458,22 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(cmd_accounts(settings, args))
         elif args.command == "providers":
             asyncio.run(cmd_providers(settings, args))
+        elif args.command == "refusals":
+            asyncio.run(cmd_refusals(settings, args))
         elif args.command == "replay":
             asyncio.run(cmd_replay(settings, args))
         elif args.command == "dlq":
             asyncio.run(cmd_dlq(settings, args))
+    except check.Refused as exc:
+        print(f"mailfold: would be refused: {exc.message}", file=sys.stderr)
+        return EXIT_INPUT
     except MailfoldError as exc:
         print(f"mailfold: {exc.message}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED
     except UNREACHABLE as exc:
         print(f"mailfold: {unreachable(exc, settings)}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_UNREACHABLE
+    return EXIT_OK
 
 
 # A database or broker that does not answer: one line naming it, not a traceback.
@@ -376,7 +494,3 @@ def unreachable(exc: BaseException, settings: Settings) -> str:
         where = f"{dsn.hostname}:{dsn.port or 5432}{dsn.path}"
         what = f"PostgreSQL at {where} (MAILFOLD_DATABASE_URL)"
     return f"cannot reach {what}: {exc}; is it running? (locally: scripts/services start)"
-
-
-if __name__ == "__main__":
-    sys.exit(main())

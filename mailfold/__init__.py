@@ -1,0 +1,1 @@
+"""The `mailfold` command, above both the service and the consumers it starts."""

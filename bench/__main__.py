@@ -24,7 +24,7 @@ import orjson
 from bench import corpus, machine, report
 from bench.context import FULL, SMOKE, Context, Phase
 from bench.instance import Instance
-from bench.phases import e2e, fold, ingest, normalize, reads
+from bench.phases import e2e, fold, ingest, normalize, reads, reports
 from bench.procs import ROOT
 
 PHASES: dict[str, Callable[[Context], Awaitable[list[Phase]]]] = {
@@ -33,6 +33,7 @@ PHASES: dict[str, Callable[[Context], Awaitable[list[Phase]]]] = {
     "fold": fold.run,
     "e2e": e2e.run,
     "reads": reads.run,
+    "reports": reports.run,
 }
 SEED = 20250601
 RESULTS = ROOT / "bench" / "results"

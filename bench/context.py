@@ -38,6 +38,10 @@ class Sizes:
     recipients: int = 1_000_000
     read_samples: int = 20  # per query kind and side
     read_samples_folding: int = 10
+    report_deliveries: int = 1000
+    report_recipients: int = 3300  # per delivery: about 10 million events in all
+    report_samples: int = 200  # per report kind, through the API
+    report_baseline_samples: int = 3  # the same month straight from the ledger
 
 
 FULL = Sizes()
@@ -55,6 +59,10 @@ SMOKE = Sizes(
     recipients=20_000,
     read_samples=2,
     read_samples_folding=1,
+    report_deliveries=20,
+    report_recipients=200,
+    report_samples=5,
+    report_baseline_samples=1,
 )
 
 

@@ -4,11 +4,8 @@
 -- baseline in scripts/bench and the oracle of tests/test_reports.py; the API never reads it.
 
 -- name: report_ledger
-WITH ev AS MATERIALIZED (
-    SELECT * FROM events WHERE account_id = $1 AND delivery_id IS NOT NULL
-),
 -- each recipient row as the fold merges its events (queries.sql fold_fresh)
-rebuilt AS (
+WITH rebuilt AS (
     SELECT account_id, delivery_id, recipient_key,
            max(campaign_id) AS campaign_id, max(source) AS source, max(ab_version) AS ab_version,
            (array_agg(client ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
@@ -38,7 +35,7 @@ rebuilt AS (
            max(mailfold_drop_kind(native_type, bounce_code, bounce_reason))
                FILTER (WHERE type = 'dropped') AS drop_kind
     FROM (
-        SELECT ev.*,
+        SELECT events.*,
                CASE WHEN type IN ('opened', 'clicked') THEN
                    to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || event_id::text
                END AS audience_pick,
@@ -47,7 +44,8 @@ rebuilt AS (
                    || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
                    || event_id::text
                END AS bounce_pick
-        FROM ev
+        FROM events
+        WHERE account_id = $1 AND delivery_id IS NOT NULL
     ) e
     GROUP BY account_id, delivery_id, recipient_key
 ),
@@ -68,8 +66,8 @@ per_event AS (
            coalesce(country, '') AS country,
            CASE WHEN machine IS FALSE THEN ARRAY[type, type || '_human'] ELSE ARRAY[type] END
                AS counters
-    FROM ev
-    WHERE type IN ('opened', 'clicked')
+    FROM events
+    WHERE account_id = $1 AND delivery_id IS NOT NULL AND type IN ('opened', 'clicked')
 ),
 marks AS (
     SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,

@@ -19,9 +19,10 @@ from bench import corpus
 from bench.context import Context, Phase
 from bench.procs import PYTHON, Process
 from bench.stats import median
-from consumers.fold import COLUMNS, fold_rows, next_offsets, prepare, row_of
+from consumers.fold import fold_rows, next_offsets, prepare
 from service import db, kafka
 from service.events import encode
+from service.ledger import COLUMNS, row_of
 from service.settings import Settings
 
 TARGET_VS_BARE = 0.80
@@ -91,12 +92,17 @@ def rate(batches: list[Batch], seconds: list[float]) -> float:
     return events / spent if spent else float("nan")
 
 
-async def bare(ctx: Context, settings: Settings, batches: list[Batch]) -> dict[str, Any]:
-    """fold_rows over every batch from one connection, nothing else."""
+async def bare(
+    ctx: Context, settings: Settings, batches: list[Batch], *, reports: bool = True
+) -> dict[str, Any]:
+    """fold_rows over every batch from one connection, nothing else; `reports=False` leaves the
+    report rollups out (the session setting the fold's statements and trigger honour)."""
     dsn = await ctx.inst.fresh_database("fold-bare")
     conn = await db.connect(dsn)
     try:
         await prepare(conn)
+        if not reports:
+            await conn.execute("SET mailfold.reports = 'off'")
         start = await wal_lsn(conn)
         meter = ctx.meter()
         meter.start()

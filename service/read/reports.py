@@ -369,6 +369,36 @@ async def run(conn: Any, account: str, report: Report, source: str | None = None
 
 # (a newline ends the named query: a comment may trail it)
 LEDGER = f"({db.QUERIES['report_ledger']}\n) AS ledger"
+KEYS = ("account_id", "hour", "campaign_id", "delivery_id", "source", "ab_version")
+COUNTERS = (
+    *("opened", "opened_human", "clicked", "clicked_human", "recipients", "sent", "delivered"),
+    *("opened_unique", "opened_unique_human", "clicked_unique", "clicked_unique_human"),
+    *("clicked_opened", "clicked_opened_human", "unsubscribed", "complained", "churned"),
+    *("bounced", "bounced_nonexistent", "bounced_temporary", "bounced_spam", "dropped"),
+    *("dropped_invalid", "dropped_nonexistent", "dropped_complained", "dropped_unsubscribed"),
+)
+
+
+async def rebuild(conn: Any, account: str) -> int:
+    """Recompute `account`'s rollups from the ledger (after an upgrade that added them, or to
+    check them); returns the rows written. The fold waits meanwhile: its own changes land after,
+    on top of what this transaction saw."""
+    columns = ", ".join((*KEYS, "client", "country", *COUNTERS))
+    sums = ", ".join(f"sum({c})" for c in COUNTERS)
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE report_hours, report_audience IN SHARE ROW EXCLUSIVE MODE")
+        await conn.execute("DELETE FROM report_hours WHERE account_id = $1", account)
+        await conn.execute("DELETE FROM report_audience WHERE account_id = $1", account)
+        status = await conn.execute(
+            f"INSERT INTO report_audience ({columns}) SELECT {columns} FROM {LEDGER}", account
+        )
+        await conn.execute(
+            f"INSERT INTO report_hours ({', '.join((*KEYS, *COUNTERS))}) "
+            f"SELECT {', '.join(KEYS)}, {sums} FROM report_audience WHERE account_id = $1 "
+            f"GROUP BY {', '.join(KEYS)}",
+            account,
+        )
+    return int(status.rsplit(" ", 1)[1])
 
 
 async def endpoint(request: Request) -> Response:

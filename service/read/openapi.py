@@ -64,7 +64,11 @@ def recipient_filters() -> list[Spec]:
     ]
     return [
         *exact_filters(),
-        query("signal", {"type": "string", "enum": list(recipients.SIGNALS)}, "Who did it."),
+        query(
+            "signal",
+            {"type": "string", "enum": [*recipients.SIGNALS, *recipients.SIGNAL_ALIASES]},
+            "Who did it; `spam` is an alias of `complained` (seed 000).",
+        ),
         query("q", s.text(200), "Substring of the e-mail, first name, surname or client id."),
         *dates("The signal's time (without a signal: the delivery time)"),
         *flags,
@@ -86,12 +90,21 @@ def exact_filters() -> list[Spec]:
     ]
 
 
-def sort(keys: Any) -> Spec:
-    return query(
-        "sort",
-        s.sort_list(keys),
-        "Comma-separated fields, each once, `-` for descending; nulls last.",
-    )
+def sort(keys: Any, default: str = "", aliases: dict[str, str] | None = None) -> Spec:
+    """The one sort syntax (service/read/params.py, sort_fields)."""
+    described = "Comma-separated fields, each once, `-` for descending; nulls last."
+    if default:
+        described += f" Default `{default}`."
+    if aliases:
+        described += " Older names still accepted: " + ", ".join(
+            f"`{old}` (`{new}`)" for old, new in aliases.items()
+        )
+        described += "."
+    return query("sort", s.sort_list([*keys, *(aliases or {})]), described)
+
+
+def recipient_sort() -> Spec:
+    return sort(recipients.SORTS, aliases=recipients.SORT_ALIASES)
 
 
 def delivery_params() -> list[Spec]:
@@ -120,7 +133,7 @@ def read_paths() -> dict[str, Spec]:
     return {
         f"{DELIVERY}/recipients": delivery_op(
             "Recipient activity list (seed 000) with seed 004's flags and seed 002's fields.",
-            [*recipient_filters(), *page(1000, 100, recipients.MAX_OFFSET), sort(recipients.SORTS)],
+            [*recipient_filters(), *page(1000, 100, recipients.MAX_OFFSET), recipient_sort()],
             s.paged("recipients", s.RECIPIENT),
         ),
         f"{DELIVERY}/recipients/{{recipient}}/timeline": delivery_op(
@@ -148,7 +161,7 @@ def read_paths() -> dict[str, Spec]:
         f"{DELIVERY}/links": delivery_op(
             "Clicks and unique clickers per link, machine clicks apart.",
             [
-                query("sort", s.enum(links_sorts(), "-clicks"), "Order of the links."),
+                sort(links.SORTS, "-clicks"),
                 *page(1000, 100, 1_000_000),
             ],
             s.paged("links", s.LINK),
@@ -159,7 +172,7 @@ def read_paths() -> dict[str, Spec]:
                 query("q", s.text(200), "Search."),
                 *exact_filters(),
                 *page(1000, 100, recipients.MAX_OFFSET),
-                sort(recipients.SORTS),
+                recipient_sort(),
             ],
             s.paged("sent", s.SENT),
         ),
@@ -169,7 +182,7 @@ def read_paths() -> dict[str, Spec]:
                 query("q", s.text(200), "Search."),
                 *exact_filters(),
                 *page(1000, 100, recipients.MAX_OFFSET),
-                sort(recipients.SORTS),
+                recipient_sort(),
             ],
             s.paged("undelivered", s.UNDELIVERED),
         ),
@@ -179,7 +192,7 @@ def read_paths() -> dict[str, Spec]:
                 *delivery_params(),
                 query("format", s.enum(export.FORMATS, "csv"), "csv or jsonl."),
                 *recipient_filters(),
-                sort(recipients.SORTS),
+                recipient_sort(),
             ],
             export_responses(),
         ),
@@ -221,7 +234,7 @@ def read_paths() -> dict[str, Spec]:
                     "Only this contact: an e-mail address, contact id or client contact id.",
                 ),
                 query("machine", {"type": "boolean"}, "true: machine events; false: the others."),
-                query("sort", s.enum(activities.SORTS, "occurredAt"), "Event-time order."),
+                sort(activities.SORTS, "occurredAt"),
                 *page(1000, 100, activities.MAX_OFFSET),
             ],
             {"200": s.ok(s.paged("activities", s.ACTIVITY)), **s.errors("400", "401", "403")},
@@ -235,7 +248,7 @@ def read_paths() -> dict[str, Spec]:
                 query("campaignId", s.text(256), "Only this campaign."),
                 query("deliveryId", s.text(256), "Only this delivery."),
                 query("machine", {"type": "boolean"}, "true: machine events; false: the others."),
-                query("sort", s.enum(activities.SORTS, "occurredAt"), "Event-time order."),
+                sort(activities.SORTS, "occurredAt"),
                 *page(1000, 100, activities.MAX_OFFSET),
             ],
             {"200": s.ok(s.CONTACT_ACTIVITIES), **s.errors("400", "401", "403", "404")},
@@ -264,12 +277,7 @@ def list_params(sorts: Any, searched: str) -> list[Spec]:
         query("campaignId", s.text(256), "Only this campaign."),
         *dates("First send"),
         query("q", s.text(200), f"Case-insensitive: {searched}."),
-        query(
-            "sort",
-            s.sort_list(sorts),
-            "Comma-separated fields, each once, `-` for descending; nulls last; "
-            "default -firstSentAt.",
-        ),
+        sort(sorts, "-firstSentAt"),
         *page(1000, 100, deliveries.MAX_OFFSET),
     ]
 
@@ -280,10 +288,6 @@ def contact_key() -> Spec:
         "An e-mail address (any case), a contact id or a client contact id.",
         "john.doe@example.com",
     )
-
-
-def links_sorts() -> list[str]:
-    return [f"{sign}{key}" for key in links.SORTS for sign in ("", "-")]
 
 
 def export_responses() -> Spec:

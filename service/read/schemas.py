@@ -116,7 +116,7 @@ RECIPIENT = obj(
     {
         **_fields(["contactId", "clientContactId", "firstName", "surname", "email"], NSTR),
         **_fields(["sentAt", "deliveredAt", "openedAt", "clickedAt", "unsubscribedAt"], TIME),
-        **_fields(["spamAt", "bouncedAt", "droppedAt"], TIME),
+        **_fields(["complainedAt", "bouncedAt", "droppedAt"], TIME),
         **_fields(["openCount", "openCountHuman", "openCountMachine"], COUNT),
         **_fields(["clickCount", "clickCountHuman", "clickCountMachine"], COUNT),
         **_fields(["bounceClass", "bounceCode", "bounceReason"], NSTR),
@@ -192,11 +192,11 @@ COUNTS = [
     "hardBouncesUnique", "softBouncesUnique", "opens", "opensHuman", "opensMachine",
     "opensUnique", "opensUniqueHuman", "opensUniqueMachine", "clicks", "clicksHuman",
     "clicksMachine", "clicksUnique", "clicksUniqueHuman", "clicksUniqueMachine", "unsubscribes",
-    "unsubscribesUnique", "spamReports", "spamReportsUnique", "churn", "conversions",
+    "unsubscribesUnique", "complaints", "complaintsUnique", "churn", "conversions",
     "conversionsUnique",
 ]  # fmt: skip
 OPEN_CLICK_RATES = ["openRate", "openRateUnique", "clickRate", "clickRateUnique", "ctor"]
-RATES = [*OPEN_CLICK_RATES, "deliveryRate", "bounceRate", "unsubRate", "abuseRate", "churnRate"]
+RATES = [*OPEN_CLICK_RATES, "deliveryRate", "bounceRate", "unsubRate", "complaintRate", "churnRate"]
 SUMMARY = obj(
     {
         "campaignId": STR,
@@ -224,7 +224,7 @@ CAMPAIGN_SUMMARY = obj(
 )
 BUCKET_COUNTS = [
     "sent", "delivered", "deferred", "dropped", "bounced", "bouncedHard", "opened", "openedHuman",
-    "openedMachine", "clicked", "clickedHuman", "clickedMachine", "unsubscribed", "spam",
+    "openedMachine", "clicked", "clickedHuman", "clickedMachine", "unsubscribed", "complained",
     "converted", "custom",
 ]  # fmt: skip
 HISTOGRAM = obj(

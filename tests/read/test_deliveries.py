@@ -63,7 +63,7 @@ async def test_summary_counts_the_funnel_and_its_rates(told: httpx.AsyncClient) 
     assert (s["opensUnique"], s["opensUniqueHuman"], s["opensUniqueMachine"]) == (3, 2, 1)
     assert (s["clicks"], s["clicksHuman"], s["clicksMachine"]) == (3, 1, 1)
     assert (s["clicksUnique"], s["clicksUniqueHuman"], s["clicksUniqueMachine"]) == (1, 1, 1)
-    assert (s["unsubscribes"], s["spamReports"], s["churn"]) == (1, 1, 3)
+    assert (s["unsubscribes"], s["complaints"], s["churn"]) == (1, 1, 3)
     assert (s["conversions"], s["revenue"]) == (1, [{"currency": "EUR", "amount": 1287}])
     assert s["rates"] == pytest.approx(
         {
@@ -75,7 +75,7 @@ async def test_summary_counts_the_funnel_and_its_rates(told: httpx.AsyncClient) 
             "deliveryRate": 3 / 4,
             "bounceRate": 1 / 4,
             "unsubRate": 1 / 3,
-            "abuseRate": 1 / 3,
+            "complaintRate": 1 / 3,
             "churnRate": 3 / 4,
         }
     )
@@ -109,7 +109,7 @@ async def test_hourly_histogram_counts_each_signal_in_its_event_hour(
     assert (one["clicked"], one["clickedHuman"], one["clickedMachine"]) == (3, 1, 1)
     assert hours["2025-06-01T15:00:00+00:00"]["conversionsAmount"] == 1287
     assert hours["2025-06-01T23:00:00+00:00"]["opened"] == 1  # the late open, in its own hour
-    assert hours["2025-06-02T09:00:00+00:00"]["spam"] == 1
+    assert hours["2025-06-02T09:00:00+00:00"]["complained"] == 1
 
 
 async def test_daily_histogram_follows_the_time_zone(told: httpx.AsyncClient) -> None:

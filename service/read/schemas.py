@@ -263,7 +263,7 @@ SENT = obj(
 UNDELIVERED = obj(
     {
         **PERSON,
-        "reason": {"type": "string", "enum": ["dropped", "hard_bounce", "soft_bounce"]},
+        "reason": {"type": "string", "enum": ["dropped", "hard_bounced", "soft_bounced"]},
         "at": TIME,
         "code": NSTR,
         "detail": NSTR,
@@ -272,7 +272,7 @@ UNDELIVERED = obj(
 SUPPRESSION = obj(
     {
         "email": STR,
-        "reason": {"type": "string", "enum": ["unsubscribed", "hard_bounce", "complained"]},
+        "reason": {"type": "string", "enum": ["unsubscribed", "hard_bounced", "complained"]},
         **_fields(["reasonAt", "firstAt", "updatedAt"], {"type": "string", "format": "date-time"}),
         **_fields(["campaignId", "deliveryId"], NSTR),
     }

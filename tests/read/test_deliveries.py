@@ -162,7 +162,7 @@ async def test_sent_and_undelivered_lists(told: httpx.AsyncClient) -> None:
     bob, eve = undelivered["undelivered"]
     assert (bob["email"], bob["reason"], bob["code"], bob["detail"]) == (
         BOB,
-        "hard_bounce",
+        "hard_bounced",
         "5.1.1",
         "no such user",
     )

@@ -14,7 +14,16 @@ from starlette.responses import Response
 
 from service.events import EventType
 from service.http import json, service_of
-from service.read import activities, campaigns, deliveries, export, histograms, links, recipients
+from service.read import (
+    activities,
+    campaigns,
+    deliveries,
+    export,
+    histograms,
+    links,
+    recipients,
+    timeline,
+)
 from service.read import schemas as s
 from service.settings import Settings
 from service.webhooks import PROVIDERS
@@ -137,10 +146,10 @@ def read_paths() -> dict[str, Spec]:
             s.paged("recipients", s.RECIPIENT),
         ),
         f"{DELIVERY}/recipients/{{recipient}}/timeline": delivery_op(
-            "Every event of one recipient in the delivery, in event-time order.",
+            "One recipient's events in the delivery, in event-time order, paged.",
             [
                 path_param("recipient", "E-mail address or contact id.", "john.doe@example.com"),
-                query("limit", s.integer(1, 10_000, 1000), "At most this many events."),
+                *page(timeline.MAX_EVENTS, 1000, timeline.MAX_OFFSET),
             ],
             s.TIMELINE,
         ),
@@ -254,8 +263,8 @@ def read_paths() -> dict[str, Spec]:
             {"200": s.ok(s.CONTACT_ACTIVITIES), **s.errors("400", "401", "403", "404")},
         ),
         "/v1/contacts/{key}/timeline": operation(
-            "Every event of one contact across all its deliveries, in event-time order.",
-            [contact_key(), query("limit", s.integer(1, 10_000, 1000), "At most this many.")],
+            "One contact's events across all its deliveries, in event-time order, paged.",
+            [contact_key(), *page(timeline.MAX_EVENTS, 1000, timeline.MAX_OFFSET)],
             {"200": s.ok(s.CONTACT_TIMELINE), **s.errors("400", "401", "403", "404")},
         ),
         "/v1/activities/recent": operation(

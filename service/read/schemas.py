@@ -159,6 +159,7 @@ TIMELINE = obj(
             }
         ),
         "events": {"type": "array", "items": TIMELINE_EVENT},
+        "paging": PAGING,
     }
 )
 ACTIVITY = obj(
@@ -186,7 +187,9 @@ CONTACT_EVENT = obj(
         "contact": STR,
     }
 )
-CONTACT_TIMELINE = obj({"contact": STR, "events": {"type": "array", "items": CONTACT_EVENT}})
+CONTACT_TIMELINE = obj(
+    {"contact": STR, "events": {"type": "array", "items": CONTACT_EVENT}, "paging": PAGING}
+)
 COUNTS = [
     "total", "sent", "dropped", "delivered", "failed", "undelivered", "bounces", "bouncesUnique",
     "hardBouncesUnique", "softBouncesUnique", "opens", "opensHuman", "opensMachine",

@@ -38,6 +38,7 @@ async def test_timeline_lists_a_recipients_events_in_event_time_order(
     assert (events[7]["conversionAmount"], events[7]["conversionCurrency"]) == (1287, "EUR")
     limited = (await told.get(f"{BASE}/recipients/{JOHN.upper()}/timeline?limit=2")).json()
     assert [e["type"] for e in limited["events"]] == ["sent", "delivered"]
+    assert limited["paging"] == {"start": 0, "count": 2, "totalCount": 8}
 
 
 async def test_timeline_shows_bounce_details_and_404s_for_strangers(

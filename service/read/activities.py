@@ -30,6 +30,7 @@ from service.read.params import (
     text,
 )
 from service.read.recipients import Query, iso, number
+from service.read.timeline import hex_id
 
 TYPES = (
     "sent",
@@ -71,12 +72,12 @@ bounce_reason, amount, currency, name"""
 def activity_json(row: Any) -> dict[str, Any]:
     """One event as an activity (seed 001's fields in the API's spelling)."""
     return {
-        "eventId": str(row["event_id"]),
+        "eventId": hex_id(row["event_id"]),
         "occurredAt": iso(row["occurred_at"]),
         "type": row["type"],
         "campaignId": row["campaign_id"],
         "deliveryId": row["delivery_id"],
-        "contact": row["recipient_key"],
+        "recipientKey": row["recipient_key"],
         "email": row["email"],
         "contactId": row["contact_id"],
         "clientContactId": row["client_contact_id"],
@@ -87,8 +88,8 @@ def activity_json(row: Any) -> dict[str, Any]:
         "bounceClass": row["bounce_class"],
         "bounceCode": row["bounce_code"],
         "bounceReason": row["bounce_reason"],
-        "conversionAmount": number(row["amount"]),
-        "conversionCurrency": row["currency"],
+        "conversionsAmount": number(row["amount"]),
+        "conversionsCurrency": row["currency"],
         "name": row["name"],
     }
 

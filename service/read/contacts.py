@@ -54,7 +54,7 @@ def timeline_event_json(row: Any) -> dict[str, Any]:
         **timeline.event_json(row),
         "campaignId": row["campaign_id"],
         "deliveryId": row["delivery_id"],
-        "contact": row["recipient_key"],
+        "recipientKey": row["recipient_key"],
     }
 
 

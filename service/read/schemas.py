@@ -24,6 +24,8 @@ PATH_ID: Spec = {
 MOMENT: Spec = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]}
 CURSOR: Spec = {"type": "string", "pattern": f"^{params.CURSOR_PATTERN}$"}
 ZONE: Spec = {"$ref": "#/components/schemas/TimeZone"}
+# An event id as mailfold.events carries it (schemas/event.v1.json): 32 lower-case hex digits.
+EVENT_ID: Spec = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 
 STR: Spec = {"type": "string"}
 NSTR: Spec = {"type": ["string", "null"]}
@@ -133,7 +135,7 @@ assert set(RECIPIENT["properties"]) == set(recipients.FIELD_NAMES)
 EVENT_TYPE: Spec = {"type": "string"}
 TIMELINE_EVENT = obj(
     {
-        "eventId": STR,
+        "eventId": EVENT_ID,
         "type": EVENT_TYPE,
         "occurredAt": {"type": "string", "format": "date-time"},
         "receivedAt": TIME,
@@ -142,8 +144,8 @@ TIMELINE_EVENT = obj(
         **_fields(["messageId", "url", "ip", "userAgent", "machineReason", "agentClass"], NSTR),
         "machine": {"type": ["boolean", "null"]},
         **_fields(["bounceClass", "bounceCode", "bounceReason", "abVersion"], NSTR),
-        "conversionAmount": NUMBER,
-        "conversionCurrency": NSTR,
+        "conversionsAmount": NUMBER,
+        "conversionsCurrency": NSTR,
         "name": NSTR,
         "payload": {},
     }
@@ -164,16 +166,16 @@ TIMELINE = obj(
 )
 ACTIVITY = obj(
     {
-        "eventId": STR,
+        "eventId": EVENT_ID,
         "occurredAt": {"type": "string", "format": "date-time"},
         "type": EVENT_TYPE,
         **_fields(["campaignId", "deliveryId"], NSTR),
-        "contact": STR,
+        "recipientKey": STR,
         **_fields(["email", "contactId", "clientContactId", "url", "ip", "userAgent"], NSTR),
         "machine": {"type": ["boolean", "null"]},
         **_fields(["bounceClass", "bounceCode", "bounceReason"], NSTR),
-        "conversionAmount": NUMBER,
-        "conversionCurrency": NSTR,
+        "conversionsAmount": NUMBER,
+        "conversionsCurrency": NSTR,
         "name": NSTR,
     }
 )
@@ -184,7 +186,7 @@ CONTACT_EVENT = obj(
     {
         **TIMELINE_EVENT["properties"],
         **_fields(["campaignId", "deliveryId"], NSTR),
-        "contact": STR,
+        "recipientKey": STR,
     }
 )
 CONTACT_TIMELINE = obj(

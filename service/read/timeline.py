@@ -34,7 +34,7 @@ def hex_id(value: UUID) -> str:
 def event_json(row: Any) -> dict[str, Any]:
     """One ledger event in the API's field names."""
     return {
-        "eventId": str(row["event_id"]),
+        "eventId": hex_id(row["event_id"]),
         "type": row["type"],
         "occurredAt": iso(row["occurred_at"]),
         "receivedAt": iso(row["received_at"]),
@@ -51,8 +51,8 @@ def event_json(row: Any) -> dict[str, Any]:
         "bounceCode": row["bounce_code"],
         "bounceReason": row["bounce_reason"],
         "abVersion": row["ab_version"],
-        "conversionAmount": number(row["amount"]),
-        "conversionCurrency": row["currency"],
+        "conversionsAmount": number(row["amount"]),
+        "conversionsCurrency": row["currency"],
         "name": row["name"],
         "payload": row["payload"],
     }

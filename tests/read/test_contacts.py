@@ -59,7 +59,8 @@ async def test_a_contact_id_takes_in_every_delivery_of_the_address_that_carries_
     assert [e["occurredAt"] for e in events] == sorted(e["occurredAt"] for e in events)
     deliveries = [e["deliveryId"] for e in events]
     assert deliveries.count("d1") == JOHN_IN_D1 and deliveries[-3:] == ["d9", "d9", "d10"]
-    assert {e["contact"] for e in events} == {JOHN, "c-42"}
+    assert {e["recipientKey"] for e in events} == {JOHN, "c-42"}
+    assert body["paging"] == {"start": 0, "count": len(events), "totalCount": len(events)}
     assert events[-1]["campaignId"] == "c9" and events[-1]["type"] == "sent"
 
 

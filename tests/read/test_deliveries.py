@@ -35,7 +35,8 @@ async def test_timeline_lists_a_recipients_events_in_event_time_order(
     assert (first_open["ip"], first_open["machine"]) == ("198.51.100.7", False)
     assert (scanner_click["url"], scanner_click["machine"]) == ("https://shop.test/a", True)
     assert events[6]["userAgent"] == "Mozilla/5.0"
-    assert (events[7]["conversionAmount"], events[7]["conversionCurrency"]) == (1287, "EUR")
+    assert (events[7]["conversionsAmount"], events[7]["conversionsCurrency"]) == (1287, "EUR")
+    assert body["paging"] == {"start": 0, "count": 8, "totalCount": 8}
     limited = (await told.get(f"{BASE}/recipients/{JOHN.upper()}/timeline?limit=2")).json()
     assert [e["type"] for e in limited["events"]] == ["sent", "delivered"]
     assert limited["paging"] == {"start": 0, "count": 2, "totalCount": 8}

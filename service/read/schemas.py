@@ -439,7 +439,9 @@ def ab_report(*scope: str) -> Spec:
         {
             **_fields(scope, STR),
             **(
-                {"deliveries": {"type": "array", "items": STR}} if "deliveryId" not in scope else {}
+                {"deliveryIds": {"type": "array", "items": STR}}
+                if "deliveryId" not in scope
+                else {}
             ),
             "versions": {"type": "array", "items": version},
             "unversioned": {"anyOf": [obj(funnel), {"type": "null"}]},

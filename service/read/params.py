@@ -175,7 +175,7 @@ def sort_fields(
     known = list(fields)
     aliases = aliases or {}
     picked: list[tuple[str, bool]] = []
-    for token in (raw or "").split(",") if raw else []:
+    for token in raw.split(",") if raw else []:
         token = token.strip()
         desc = token.startswith("-")
         name = token[1:] if desc or token.startswith("+") else token

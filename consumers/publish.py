@@ -22,6 +22,7 @@ from service import db, kafka, logs
 from service.errors import Unavailable
 from service.read.params import FEED_START
 from service.read.recipients import iso
+from service.read.suppressions import reason
 from service.settings import Settings
 
 log = logging.getLogger("mailfold.publish")
@@ -40,7 +41,7 @@ def record(row: Any) -> tuple[bytes, bytes]:
         "version": SCHEMA_VERSION,
         "account": row["account_id"],
         "email": row["email"],
-        "reason": row["reason"],
+        "reason": reason(row["reason"]),
         "reasonAt": iso(row["reason_at"]),
         "firstAt": iso(row["first_at"]),
         "campaignId": row["campaign_id"],

@@ -67,14 +67,18 @@ WHERE account_id = $1 AND delivery_id = $3 AND recipient_key = $4
   AND (campaign_id = $2 OR campaign_id IS NULL);
 
 -- name: recipient_timeline
--- Every event of one recipient in one delivery, in event-time order.
+-- A page of one recipient's events in one delivery, in event-time order.
 SELECT event_id, occurred_at, received_at, type, native_type, source, message_id, url, ip,
        user_agent, machine, machine_reason, agent_class, bounce_class, bounce_code,
        bounce_reason, ab_version, amount, currency, name, payload
 FROM events
 WHERE account_id = $1 AND delivery_id = $2 AND recipient_key = $3
 ORDER BY occurred_at, event_id
-LIMIT $4;
+LIMIT $4 OFFSET $5;
+
+-- name: count_recipient_timeline
+-- How many events one recipient has in one delivery (the timeline's totalCount).
+SELECT count(*) FROM events WHERE account_id = $1 AND delivery_id = $2 AND recipient_key = $3;
 
 -- name: recent_activities
 -- The account's attributed events after a feed position, up to the oldest running transaction.

@@ -82,3 +82,17 @@ def test_page_sql_puts_every_value_in_parameters() -> None:
     sql, args = recipients.page_sql(build(q="o'brien", limit="5", offset="10"))
     assert "o'brien" not in sql
     assert args[-2:] == [5, 10]
+
+
+def test_seed_000s_older_names_build_the_same_query_as_the_new_ones() -> None:
+    old, new = (
+        build(signal="spam", sort="-spamAt"),
+        build(signal="complained", sort="-complainedAt"),
+    )
+    assert (old.where, old.args, old.order, old.counted) == (
+        new.where,
+        new.args,
+        new.order,
+        new.counted,
+    )
+    assert new.counted == "complained_count"

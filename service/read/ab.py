@@ -127,4 +127,4 @@ async def campaign_endpoint(request: Request) -> Response:
         if not deliveries:
             raise NotFound(f"campaign {campaign!r} not found")
         body = await figures(conn, account, deliveries, campaign)
-    return json({"campaignId": campaign, "deliveries": deliveries, **body})
+    return json({"campaignId": campaign, "deliveryIds": deliveries, **body})

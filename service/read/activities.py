@@ -26,9 +26,11 @@ from service.read.params import (
     integer,
     known_only,
     moment,
+    sort_fields,
     text,
 )
 from service.read.recipients import Query, iso, number
+from service.read.timeline import hex_id
 
 TYPES = (
     "sent",
@@ -54,10 +56,8 @@ CONTACT_KEYS = """recipient_key = ANY(ARRAY(
     UNION
     SELECT c.recipient_key FROM recipients c
     WHERE c.account_id = {account} AND (c.contact_id = {raw} OR c.client_contact_id = {raw})))"""
-SORTS = {
-    "occurredAt": "occurred_at ASC, event_id ASC",
-    "-occurredAt": "occurred_at DESC, event_id DESC",
-}
+# sort field -> column; the event id breaks ties in the same direction
+SORTS = {"occurredAt": "occurred_at"}
 FILTERS = {"dateFrom", "dateTo", "type", "contact", "machine", *EQUALS}
 LOG_PARAMS = FILTERS | {"limit", "offset", "sort"}
 RECENT_PARAMS = {"since", "limit"}
@@ -72,12 +72,12 @@ bounce_reason, amount, currency, name"""
 def activity_json(row: Any) -> dict[str, Any]:
     """One event as an activity (seed 001's fields in the API's spelling)."""
     return {
-        "eventId": str(row["event_id"]),
+        "eventId": hex_id(row["event_id"]),
         "occurredAt": iso(row["occurred_at"]),
         "type": row["type"],
         "campaignId": row["campaign_id"],
         "deliveryId": row["delivery_id"],
-        "contact": row["recipient_key"],
+        "recipientKey": row["recipient_key"],
         "email": row["email"],
         "contactId": row["contact_id"],
         "clientContactId": row["client_contact_id"],
@@ -88,8 +88,8 @@ def activity_json(row: Any) -> dict[str, Any]:
         "bounceClass": row["bounce_class"],
         "bounceCode": row["bounce_code"],
         "bounceReason": row["bounce_reason"],
-        "conversionAmount": number(row["amount"]),
-        "conversionCurrency": row["currency"],
+        "conversionsAmount": number(row["amount"]),
+        "conversionsCurrency": row["currency"],
         "name": row["name"],
     }
 
@@ -130,13 +130,18 @@ def build_log(account: str, params: Any, now: datetime) -> Query:
     machine = boolean(params, "machine")
     if machine is not None:
         query.where.append(f"machine IS {'TRUE' if machine else 'NOT TRUE'}")
-    sort = params.get("sort", "occurredAt")
-    if sort not in SORTS:
-        raise bad("sort", f"must be one of {', '.join(SORTS)}")
-    query.order = SORTS[sort]
+    query.order = parse_sort(params.get("sort"))
     query.limit = integer(params, "limit", 100, 1, 1000)
     query.offset = integer(params, "offset", 0, 0, MAX_OFFSET)
     return query
+
+
+def parse_sort(raw: str | None) -> str:
+    """The one sort syntax over SORTS (default `occurredAt`), the event id last, each in the
+    direction of the field before it."""
+    picked = sort_fields(raw or "occurredAt", SORTS)
+    parts = [f"{SORTS[name]} {'DESC' if desc else 'ASC'}" for name, desc in picked]
+    return ", ".join([*parts, f"event_id {'DESC' if picked[-1][1] else 'ASC'}"])
 
 
 def contact_sql(query: Query, contact: str) -> str:

@@ -20,7 +20,7 @@ from service.read.params import integer, known_only
 from service.read.recipients import Query, path_id
 
 LOG_PARAMS = activities.LOG_PARAMS - {"contact"}
-TIMELINE_PARAMS = {"limit"}
+TIMELINE_PARAMS = {"limit", "offset"}
 TIMELINE_COLUMNS = """event_id, occurred_at, received_at, type, native_type, source, message_id,
 url, ip, user_agent, machine, machine_reason, agent_class, bounce_class, bounce_code,
 bounce_reason, ab_version, amount, currency, name, payload, campaign_id, delivery_id,
@@ -36,14 +36,16 @@ def contact_key(request: Request) -> str:
     return key
 
 
-def timeline_sql(query: Query, limit: int) -> tuple[str, list[Any]]:
-    """The contact's events in event-time order, at most `limit` of them."""
+def timeline_sql(query: Query, limit: int, offset: int) -> tuple[str, list[Any], str]:
+    """(the page of the contact's events in event-time order, its arguments, the count over
+    query.args)."""
+    where = " AND ".join(query.where)
     n = len(query.args)
     sql = (
-        f"SELECT {TIMELINE_COLUMNS} FROM events WHERE {' AND '.join(query.where)} "
-        f"ORDER BY occurred_at, event_id LIMIT ${n + 1}"
+        f"SELECT {TIMELINE_COLUMNS} FROM events WHERE {where} "
+        f"ORDER BY occurred_at, event_id LIMIT ${n + 1} OFFSET ${n + 2}"
     )
-    return sql, [*query.args, limit]
+    return sql, [*query.args, limit, offset], f"SELECT count(*) FROM events WHERE {where}"
 
 
 def timeline_event_json(row: Any) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def timeline_event_json(row: Any) -> dict[str, Any]:
         **timeline.event_json(row),
         "campaignId": row["campaign_id"],
         "deliveryId": row["delivery_id"],
-        "contact": row["recipient_key"],
+        "recipientKey": row["recipient_key"],
     }
 
 
@@ -78,17 +80,27 @@ async def activities_endpoint(request: Request) -> Response:
 
 
 async def timeline_endpoint(request: Request) -> Response:
-    """GET /v1/contacts/{key}/timeline: every event of the contact, in event-time order."""
+    """GET /v1/contacts/{key}/timeline: the contact's events in event-time order, a page at a
+    time."""
     svc = service_of(request)
     account = await authenticate(request)
     key = contact_key(request)
     known_only(request.query_params, TIMELINE_PARAMS)
     limit = integer(request.query_params, "limit", 1000, 1, timeline.MAX_EVENTS)
+    offset = integer(request.query_params, "offset", 0, 0, timeline.MAX_OFFSET)
     query = Query()
     query.where.append(f"account_id = {query.arg(account)}")
     query.where.append(activities.contact_sql(query, key))
-    sql, args = timeline_sql(query, limit)
-    rows = await svc.pool.fetch(sql, *args)
-    if not rows:
-        raise NotFound(f"contact {key[:64]!r} not found")
-    return json({"contact": key, "events": [timeline_event_json(r) for r in rows]})
+    sql, args, count = timeline_sql(query, limit, offset)
+    async with svc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        total = await conn.fetchval(count, *query.args)
+        if not total:
+            raise NotFound(f"contact {key[:64]!r} not found")
+        rows = await conn.fetch(sql, *args)
+    return json(
+        {
+            "contact": key,
+            "events": [timeline_event_json(r) for r in rows],
+            "paging": {"start": offset, "count": len(rows), "totalCount": total},
+        }
+    )

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from service import db
 from service.http import authenticate, json, service_of
 from service.read import summary
-from service.read.params import bad, integer, known_only, moment, text
+from service.read.params import bad, integer, known_only, moment, order_by, text
 from service.read.recipients import escape_like, iso
 
 # delivery_counts' counters that are exactly a funnel figure -> that figure's name
@@ -30,7 +30,7 @@ COUNTED: dict[str, str] = {
     "clicked_count": "clicksUnique",
     "human_clicked_count": "clicksUniqueHuman",
     "unsubscribed_count": "unsubscribesUnique",
-    "complained_count": "spamReportsUnique",
+    "complained_count": "complaintsUnique",
     "converted_count": "conversionsUnique",
 }
 _MERGED = ", ".join(f"n.{c} + coalesce(u.{c}, 0) AS {c}" for c in COUNTED)
@@ -87,22 +87,6 @@ class Listing:
         return f"${len(self.args) + 1}"  # $1 is the account
 
 
-def order_by(raw: str | None, sorts: dict[str, str], tie: str) -> str:
-    """`-firstSentAt,total` (default `-firstSentAt`) -> ORDER BY, nulls last, `tie` last."""
-    parts, seen = [], set()
-    for token in (raw or "-firstSentAt").split(","):
-        token = token.strip()
-        desc = token.startswith("-")
-        name = token[1:] if desc or token.startswith("+") else token
-        if name not in sorts:
-            raise bad("sort", f"unknown field {name!r} (one of {', '.join(sorts)})")
-        if name in seen:
-            raise bad("sort", f"field {name!r} given twice")
-        seen.add(name)
-        parts.append(f"{sorts[name]} {'DESC' if desc else 'ASC'} NULLS LAST")
-    return ", ".join([*parts, tie])
-
-
 def listing(
     params: Any, allowed: set[str], sorts: dict[str, str], searched: str, tie: str
 ) -> Listing:
@@ -124,7 +108,7 @@ def listing(
     q = text(params, "q", 200)
     if q is not None:
         out.where.append(searched.format(q=out.arg(f"%{escape_like(q)}%")))
-    out.order = order_by(params.get("sort"), sorts, tie)
+    out.order = order_by(params.get("sort"), sorts, tie, default="-firstSentAt")
     out.limit = integer(params, "limit", 100, 1, 1000)
     out.offset = integer(params, "offset", 0, 0, MAX_OFFSET)
     return out

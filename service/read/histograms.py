@@ -34,7 +34,7 @@ FIELDS = {
     "opened": "opened",
     "clicked": "clicked",
     "unsubscribed": "unsubscribed",
-    "complained": "spam",
+    "complained": "complained",
     "converted": "converted",
     "custom": "custom",
 }

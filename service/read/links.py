@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from service import db
 from service.http import authenticate, json, service_of
-from service.read.params import bad, integer, known_only
+from service.read.params import integer, known_only, order_by
 from service.read.recipients import delivery_ids, iso, require_delivery
 
 # sort key -> aggregate expression (url breaks ties)
@@ -39,14 +39,8 @@ LIMIT $3 OFFSET $4"""
 
 
 def parse_sort(raw: str | None) -> str:
-    """`-clicks` (the default) or any of SORTS, ascending unless prefixed with `-`."""
-    raw = "-clicks" if raw is None else raw
-    desc = raw.startswith("-")
-    name = raw[1:] if desc else raw
-    if name not in SORTS:
-        raise bad("sort", f"must be one of {', '.join(SORTS)}, optionally prefixed with -")
-    direction = "DESC" if desc else "ASC"
-    return f"{SORTS[name]} {direction}" + ("" if name == "url" else ", url ASC")
+    """A comma list of SORTS (`-` for descending; default `-clicks`); the URL breaks ties."""
+    return order_by(raw, SORTS, "url ASC", default="-clicks")
 
 
 def link_json(row: Any) -> dict[str, Any]:

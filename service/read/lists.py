@@ -2,8 +2,9 @@
 
 Sent: every recipient the sender did not drop, including those that bounced later.
 Undelivered: recipients that were dropped (never sent) or bounced without being delivered (a
-hard bounce always counts), each with its reason (`dropped`, `hard_bounce`, `soft_bounce`) and
-the provider's code and text; for a drop, those of the first drop event.
+hard bounce always counts), each with its reason (`dropped`, `hard_bounced`, `soft_bounced`,
+spelled as the statuses) and the provider's code and text; for a drop, those of the first drop
+event.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def undelivered_json(row: Any) -> dict[str, Any]:
     if row["dropped_at"] is not None:
         reason, at, code, text = "dropped", row["dropped_at"], row["drop_code"], row["drop_reason"]
     else:
-        reason = "hard_bounce" if row["bounce_class"] == "hard" else "soft_bounce"
+        reason = "hard_bounced" if row["bounce_class"] == "hard" else "soft_bounced"
         at, code, text = row["bounced_at"], row["bounce_code"], row["bounce_reason"]
     return {**person(row), "reason": reason, "at": iso(at), "code": code, "detail": text}
 

@@ -15,7 +15,16 @@ from starlette.responses import Response
 from service import docs, refusals
 from service.events import EventType
 from service.http import json, service_of
-from service.read import activities, campaigns, deliveries, export, histograms, links, recipients
+from service.read import (
+    activities,
+    campaigns,
+    deliveries,
+    export,
+    histograms,
+    links,
+    recipients,
+    timeline,
+)
 from service.read import schemas as s
 from service.settings import Settings
 from service.webhooks import PROVIDERS
@@ -65,7 +74,11 @@ def recipient_filters() -> list[Spec]:
     ]
     return [
         *exact_filters(),
-        query("signal", {"type": "string", "enum": list(recipients.SIGNALS)}, "Who did it."),
+        query(
+            "signal",
+            {"type": "string", "enum": [*recipients.SIGNALS, *recipients.SIGNAL_ALIASES]},
+            "Who did it; `spam` is an alias of `complained` (seed 000).",
+        ),
         query("q", s.text(200), "Substring of the e-mail, first name, surname or client id."),
         *dates("The signal's time (without a signal: the delivery time)"),
         *flags,
@@ -87,12 +100,21 @@ def exact_filters() -> list[Spec]:
     ]
 
 
-def sort(keys: Any) -> Spec:
-    return query(
-        "sort",
-        s.sort_list(keys),
-        "Comma-separated fields, each once, `-` for descending; nulls last.",
-    )
+def sort(keys: Any, default: str = "", aliases: dict[str, str] | None = None) -> Spec:
+    """The one sort syntax (service/read/params.py, sort_fields)."""
+    described = "Comma-separated fields, each once, `-` for descending; nulls last."
+    if default:
+        described += f" Default `{default}`."
+    if aliases:
+        described += " Older names still accepted: " + ", ".join(
+            f"`{old}` (`{new}`)" for old, new in aliases.items()
+        )
+        described += "."
+    return query("sort", s.sort_list([*keys, *(aliases or {})]), described)
+
+
+def recipient_sort() -> Spec:
+    return sort(recipients.SORTS, aliases=recipients.SORT_ALIASES)
 
 
 def delivery_params() -> list[Spec]:
@@ -121,14 +143,14 @@ def read_paths() -> dict[str, Spec]:
     return {
         f"{DELIVERY}/recipients": delivery_op(
             "Recipient activity list (seed 000) with seed 004's flags and seed 002's fields.",
-            [*recipient_filters(), *page(1000, 100, recipients.MAX_OFFSET), sort(recipients.SORTS)],
+            [*recipient_filters(), *page(1000, 100, recipients.MAX_OFFSET), recipient_sort()],
             s.paged("recipients", s.RECIPIENT),
         ),
         f"{DELIVERY}/recipients/{{recipient}}/timeline": delivery_op(
-            "Every event of one recipient in the delivery, in event-time order.",
+            "One recipient's events in the delivery, in event-time order, paged.",
             [
                 path_param("recipient", "E-mail address or contact id.", "john.doe@example.com"),
-                query("limit", s.integer(1, 10_000, 1000), "At most this many events."),
+                *page(timeline.MAX_EVENTS, 1000, timeline.MAX_OFFSET),
             ],
             s.TIMELINE,
         ),
@@ -149,7 +171,7 @@ def read_paths() -> dict[str, Spec]:
         f"{DELIVERY}/links": delivery_op(
             "Clicks and unique clickers per link, machine clicks apart.",
             [
-                query("sort", s.enum(links_sorts(), "-clicks"), "Order of the links."),
+                sort(links.SORTS, "-clicks"),
                 *page(1000, 100, 1_000_000),
             ],
             s.paged("links", s.LINK),
@@ -160,7 +182,7 @@ def read_paths() -> dict[str, Spec]:
                 query("q", s.text(200), "Search."),
                 *exact_filters(),
                 *page(1000, 100, recipients.MAX_OFFSET),
-                sort(recipients.SORTS),
+                recipient_sort(),
             ],
             s.paged("sent", s.SENT),
         ),
@@ -170,7 +192,7 @@ def read_paths() -> dict[str, Spec]:
                 query("q", s.text(200), "Search."),
                 *exact_filters(),
                 *page(1000, 100, recipients.MAX_OFFSET),
-                sort(recipients.SORTS),
+                recipient_sort(),
             ],
             s.paged("undelivered", s.UNDELIVERED),
         ),
@@ -180,7 +202,7 @@ def read_paths() -> dict[str, Spec]:
                 *delivery_params(),
                 query("format", s.enum(export.FORMATS, "csv"), "csv or jsonl."),
                 *recipient_filters(),
-                sort(recipients.SORTS),
+                recipient_sort(),
             ],
             export_responses(),
         ),
@@ -222,7 +244,7 @@ def read_paths() -> dict[str, Spec]:
                     "Only this contact: an e-mail address, contact id or client contact id.",
                 ),
                 query("machine", {"type": "boolean"}, "true: machine events; false: the others."),
-                query("sort", s.enum(activities.SORTS, "occurredAt"), "Event-time order."),
+                sort(activities.SORTS, "occurredAt"),
                 *page(1000, 100, activities.MAX_OFFSET),
             ],
             {"200": s.ok(s.paged("activities", s.ACTIVITY)), **s.errors("400", "401", "403")},
@@ -236,14 +258,14 @@ def read_paths() -> dict[str, Spec]:
                 query("campaignId", s.text(256), "Only this campaign."),
                 query("deliveryId", s.text(256), "Only this delivery."),
                 query("machine", {"type": "boolean"}, "true: machine events; false: the others."),
-                query("sort", s.enum(activities.SORTS, "occurredAt"), "Event-time order."),
+                sort(activities.SORTS, "occurredAt"),
                 *page(1000, 100, activities.MAX_OFFSET),
             ],
             {"200": s.ok(s.CONTACT_ACTIVITIES), **s.errors("400", "401", "403", "404")},
         ),
         "/v1/contacts/{key}/timeline": operation(
-            "Every event of one contact across all its deliveries, in event-time order.",
-            [contact_key(), query("limit", s.integer(1, 10_000, 1000), "At most this many.")],
+            "One contact's events across all its deliveries, in event-time order, paged.",
+            [contact_key(), *page(timeline.MAX_EVENTS, 1000, timeline.MAX_OFFSET)],
             {"200": s.ok(s.CONTACT_TIMELINE), **s.errors("400", "401", "403", "404")},
         ),
         "/v1/activities/recent": operation(
@@ -274,12 +296,7 @@ def list_params(sorts: Any, searched: str) -> list[Spec]:
         query("campaignId", s.text(256), "Only this campaign."),
         *dates("First send"),
         query("q", s.text(200), f"Case-insensitive: {searched}."),
-        query(
-            "sort",
-            s.sort_list(sorts),
-            "Comma-separated fields, each once, `-` for descending; nulls last; "
-            "default -firstSentAt.",
-        ),
+        sort(sorts, "-firstSentAt"),
         *page(1000, 100, deliveries.MAX_OFFSET),
     ]
 
@@ -290,10 +307,6 @@ def contact_key() -> Spec:
         "An e-mail address (any case), a contact id or a client contact id.",
         "john.doe@example.com",
     )
-
-
-def links_sorts() -> list[str]:
-    return [f"{sign}{key}" for key in links.SORTS for sign in ("", "-")]
 
 
 def export_responses() -> Spec:

@@ -159,3 +159,45 @@ def feed_position(params: Any, name: str) -> tuple[int, int]:
 
 def format_position(xact: int, seq: int) -> str:
     return f"{xact}-{seq}"
+
+
+# The one sort syntax of every endpoint that sorts: a comma list of field names, each at most
+# once, `-` before a field for descending (`+` or nothing for ascending).
+SORT_FORM = "a comma list of fields, each once, `-` before a field for descending"
+
+
+def sort_fields(
+    raw: str | None, fields: Iterable[str], aliases: dict[str, str] | None = None
+) -> list[tuple[str, bool]]:
+    """`-openedAt,surname` -> [("openedAt", True), ("surname", False)]: (field, descending).
+
+    `aliases` maps an older name to its field; an empty or absent `raw` gives []."""
+    known = list(fields)
+    aliases = aliases or {}
+    picked: list[tuple[str, bool]] = []
+    for token in raw.split(",") if raw else []:
+        token = token.strip()
+        desc = token.startswith("-")
+        name = token[1:] if desc or token.startswith("+") else token
+        name = aliases.get(name, name)
+        if name not in known:
+            raise bad("sort", f"unknown field {name!r}: {SORT_FORM}, of {', '.join(known)}")
+        if any(name == seen for seen, _ in picked):
+            raise bad("sort", f"field {name!r} given twice: {SORT_FORM}")
+        picked.append((name, desc))
+    return picked
+
+
+def order_by(
+    raw: str | None,
+    sorts: dict[str, str],
+    tie: str,
+    *,
+    default: str = "",
+    aliases: dict[str, str] | None = None,
+) -> str:
+    """The sort parameter (`default` when absent or empty) as an ORDER BY over the `sorts`
+    columns, nulls last, with `tie` breaking ties."""
+    picked = sort_fields(raw or default, sorts, aliases)
+    parts = [f"{sorts[name]} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in picked]
+    return ", ".join([*parts, tie])

@@ -21,7 +21,16 @@ from starlette.responses import Response
 from service import db
 from service.errors import NotFound
 from service.http import authenticate, json, service_of
-from service.read.params import bad, boolean, choices, integer, known_only, moment, text
+from service.read.params import (
+    bad,
+    boolean,
+    choices,
+    integer,
+    known_only,
+    moment,
+    order_by,
+    text,
+)
 
 # signal -> the column holding its first time
 SIGNALS: dict[str, str] = {
@@ -32,16 +41,17 @@ SIGNALS: dict[str, str] = {
     "bounced": "bounced_at",
     "dropped": "dropped_at",
     "unsubscribed": "unsubscribed_at",
-    "spam": "complained_at",
+    "complained": "complained_at",
     "converted": "converted_at",
     # Human-only signals: at least one open or click classified as a person's (MACHINE.md e4).
     "opened_human": "human_opened_at",
     "clicked_human": "human_clicked_at",
 }
+# Seed 000's older names, still accepted: `signal=spam` is `signal=complained`.
+SIGNAL_ALIASES: dict[str, str] = {"spam": "complained"}
 # signal -> its column in delivery_counts, the totalCount of a list filtered by nothing else
 SIGNAL_COUNTS: dict[str, str] = {
-    signal: ("complained" if signal == "spam" else column.removesuffix("_at")) + "_count"
-    for signal, column in SIGNALS.items()
+    signal: column.removesuffix("_at") + "_count" for signal, column in SIGNALS.items()
 }
 # Without a signal, dateFrom/dateTo apply to when the delivery reached the recipient.
 DELIVERY_TIME = "coalesce(delivered_at, sent_at)"
@@ -64,11 +74,13 @@ SORTS: dict[str, str] = {
     "clickCount": "click_count",
     "bouncedAt": "bounced_at",
     "unsubscribedAt": "unsubscribed_at",
-    "spamAt": "complained_at",
+    "complainedAt": "complained_at",
     "conversionsAmount": "conversions_amount",
     "conversionsNumber": "conversions_count",
     "status": "status_rank",
 }
+# Seed 000's older name, still accepted: `sort=spamAt` is `sort=complainedAt`.
+SORT_ALIASES: dict[str, str] = {"spamAt": "complainedAt"}
 # seed 004's flags -> the columns of which one is set once the thing happened. A flag says
 # whether an event happened, not the outcome: a soft bounce before a delivery is still
 # is_failed=true, while its deliveryStatus is delivered.
@@ -159,21 +171,7 @@ class Query:
 
 def parse_sort(raw: str | None) -> str:
     """`-openedAt,surname` -> ORDER BY with nulls last and recipient_key as the tie-break."""
-    if not raw:
-        return "recipient_key"
-    parts = []
-    seen = set()
-    for token in raw.split(","):
-        token = token.strip()
-        desc = token.startswith("-")
-        name = token[1:] if desc or token.startswith("+") else token
-        if name not in SORTS:
-            raise bad("sort", f"unknown field {name!r} (one of {', '.join(SORTS)})")
-        if name in seen:
-            raise bad("sort", f"field {name!r} given twice")
-        seen.add(name)
-        parts.append(f"{SORTS[name]} {'DESC' if desc else 'ASC'} NULLS LAST")
-    return ", ".join([*parts, "recipient_key"])
+    return order_by(raw, SORTS, "recipient_key", aliases=SORT_ALIASES)
 
 
 def escape_like(text: str) -> str:
@@ -210,8 +208,9 @@ def add_signal_and_dates(query: Query, params: Any) -> str | None:
     signal: str | None = params.get("signal")
     column = DELIVERY_TIME
     if signal is not None:
+        signal = SIGNAL_ALIASES.get(signal, signal)
         if signal not in SIGNALS:
-            raise bad("signal", f"must be one of {', '.join(SIGNALS)}")
+            raise bad("signal", f"must be one of {', '.join(SIGNALS)}, or spam (complained)")
         column = SIGNALS[signal]
         query.where.append(f"{column} IS NOT NULL")
     date_from = moment(params, "dateFrom", end=False)
@@ -368,7 +367,7 @@ def to_json(row: Any, when: Callable[[datetime | None], Any] = iso) -> dict[str,
         "clickCountHuman": row["click_human_count"],
         "clickCountMachine": row["click_machine_count"],
         "unsubscribedAt": when(row["unsubscribed_at"]),
-        "spamAt": when(row["complained_at"]),
+        "complainedAt": when(row["complained_at"]),
         "bouncedAt": when(row["bounced_at"]),
         "bounceClass": row["bounce_class"],
         "bounceCode": row["bounce_code"],

@@ -24,6 +24,8 @@ PATH_ID: Spec = {
 MOMENT: Spec = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}]}
 CURSOR: Spec = {"type": "string", "pattern": f"^{params.CURSOR_PATTERN}$"}
 ZONE: Spec = {"$ref": "#/components/schemas/TimeZone"}
+# An event id as mailfold.events carries it (schemas/event.v1.json): 32 lower-case hex digits.
+EVENT_ID: Spec = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 
 STR: Spec = {"type": "string"}
 NSTR: Spec = {"type": ["string", "null"]}
@@ -116,7 +118,7 @@ RECIPIENT = obj(
     {
         **_fields(["contactId", "clientContactId", "firstName", "surname", "email"], NSTR),
         **_fields(["sentAt", "deliveredAt", "openedAt", "clickedAt", "unsubscribedAt"], TIME),
-        **_fields(["spamAt", "bouncedAt", "droppedAt"], TIME),
+        **_fields(["complainedAt", "bouncedAt", "droppedAt"], TIME),
         **_fields(["openCount", "openCountHuman", "openCountMachine"], COUNT),
         **_fields(["clickCount", "clickCountHuman", "clickCountMachine"], COUNT),
         **_fields(["bounceClass", "bounceCode", "bounceReason"], NSTR),
@@ -133,7 +135,7 @@ assert set(RECIPIENT["properties"]) == set(recipients.FIELD_NAMES)
 EVENT_TYPE: Spec = {"type": "string"}
 TIMELINE_EVENT = obj(
     {
-        "eventId": STR,
+        "eventId": EVENT_ID,
         "type": EVENT_TYPE,
         "occurredAt": {"type": "string", "format": "date-time"},
         "receivedAt": TIME,
@@ -142,8 +144,8 @@ TIMELINE_EVENT = obj(
         **_fields(["messageId", "url", "ip", "userAgent", "machineReason", "agentClass"], NSTR),
         "machine": {"type": ["boolean", "null"]},
         **_fields(["bounceClass", "bounceCode", "bounceReason", "abVersion"], NSTR),
-        "conversionAmount": NUMBER,
-        "conversionCurrency": NSTR,
+        "conversionsAmount": NUMBER,
+        "conversionsCurrency": NSTR,
         "name": NSTR,
         "payload": {},
     }
@@ -159,20 +161,21 @@ TIMELINE = obj(
             }
         ),
         "events": {"type": "array", "items": TIMELINE_EVENT},
+        "paging": PAGING,
     }
 )
 ACTIVITY = obj(
     {
-        "eventId": STR,
+        "eventId": EVENT_ID,
         "occurredAt": {"type": "string", "format": "date-time"},
         "type": EVENT_TYPE,
         **_fields(["campaignId", "deliveryId"], NSTR),
-        "contact": STR,
+        "recipientKey": STR,
         **_fields(["email", "contactId", "clientContactId", "url", "ip", "userAgent"], NSTR),
         "machine": {"type": ["boolean", "null"]},
         **_fields(["bounceClass", "bounceCode", "bounceReason"], NSTR),
-        "conversionAmount": NUMBER,
-        "conversionCurrency": NSTR,
+        "conversionsAmount": NUMBER,
+        "conversionsCurrency": NSTR,
         "name": NSTR,
     }
 )
@@ -183,20 +186,22 @@ CONTACT_EVENT = obj(
     {
         **TIMELINE_EVENT["properties"],
         **_fields(["campaignId", "deliveryId"], NSTR),
-        "contact": STR,
+        "recipientKey": STR,
     }
 )
-CONTACT_TIMELINE = obj({"contact": STR, "events": {"type": "array", "items": CONTACT_EVENT}})
+CONTACT_TIMELINE = obj(
+    {"contact": STR, "events": {"type": "array", "items": CONTACT_EVENT}, "paging": PAGING}
+)
 COUNTS = [
     "total", "sent", "dropped", "delivered", "failed", "undelivered", "bounces", "bouncesUnique",
     "hardBouncesUnique", "softBouncesUnique", "opens", "opensHuman", "opensMachine",
     "opensUnique", "opensUniqueHuman", "opensUniqueMachine", "clicks", "clicksHuman",
     "clicksMachine", "clicksUnique", "clicksUniqueHuman", "clicksUniqueMachine", "unsubscribes",
-    "unsubscribesUnique", "spamReports", "spamReportsUnique", "churn", "conversions",
+    "unsubscribesUnique", "complaints", "complaintsUnique", "churn", "conversions",
     "conversionsUnique",
 ]  # fmt: skip
 OPEN_CLICK_RATES = ["openRate", "openRateUnique", "clickRate", "clickRateUnique", "ctor"]
-RATES = [*OPEN_CLICK_RATES, "deliveryRate", "bounceRate", "unsubRate", "abuseRate", "churnRate"]
+RATES = [*OPEN_CLICK_RATES, "deliveryRate", "bounceRate", "unsubRate", "complaintRate", "churnRate"]
 SUMMARY = obj(
     {
         "campaignId": STR,
@@ -224,7 +229,7 @@ CAMPAIGN_SUMMARY = obj(
 )
 BUCKET_COUNTS = [
     "sent", "delivered", "deferred", "dropped", "bounced", "bouncedHard", "opened", "openedHuman",
-    "openedMachine", "clicked", "clickedHuman", "clickedMachine", "unsubscribed", "spam",
+    "openedMachine", "clicked", "clickedHuman", "clickedMachine", "unsubscribed", "complained",
     "converted", "custom",
 ]  # fmt: skip
 HISTOGRAM = obj(
@@ -263,7 +268,7 @@ SENT = obj(
 UNDELIVERED = obj(
     {
         **PERSON,
-        "reason": {"type": "string", "enum": ["dropped", "hard_bounce", "soft_bounce"]},
+        "reason": {"type": "string", "enum": ["dropped", "hard_bounced", "soft_bounced"]},
         "at": TIME,
         "code": NSTR,
         "detail": NSTR,
@@ -272,7 +277,7 @@ UNDELIVERED = obj(
 SUPPRESSION = obj(
     {
         "email": STR,
-        "reason": {"type": "string", "enum": ["unsubscribed", "hard_bounce", "complained"]},
+        "reason": {"type": "string", "enum": ["unsubscribed", "hard_bounced", "complained"]},
         **_fields(["reasonAt", "firstAt", "updatedAt"], {"type": "string", "format": "date-time"}),
         **_fields(["campaignId", "deliveryId"], NSTR),
     }
@@ -445,7 +450,9 @@ def ab_report(*scope: str) -> Spec:
         {
             **_fields(scope, STR),
             **(
-                {"deliveries": {"type": "array", "items": STR}} if "deliveryId" not in scope else {}
+                {"deliveryIds": {"type": "array", "items": STR}}
+                if "deliveryId" not in scope
+                else {}
             ),
             "versions": {"type": "array", "items": version},
             "unversioned": {"anyOf": [obj(funnel), {"type": "null"}]},

@@ -13,7 +13,7 @@ Counts ("unique" = recipients, otherwise events), from the recipient rows and ho
   recipients with a bounce; soft = no hard one).
 - `opens`/`clicks` (events), `*Unique` (recipients), each also `*Human` (the event's `machine`
   is false) and `*Machine` (true); events nobody could classify count in the totals only.
-- `unsubscribes`, `spamReports` (events) and `*Unique`; `conversions`, `conversionsUnique` and
+- `unsubscribes`, `complaints` (events) and `*Unique`; `conversions`, `conversionsUnique` and
   `revenue` per currency (a recipient's revenue counts under its conversion currency).
 - `churn`: sent recipients who unsubscribed, complained or were not delivered (seed 003:
   "unsubscribed + marked as spam + undelivered", each recipient once).
@@ -30,7 +30,7 @@ Rates are fractions (0.25 = 25 %), null when their denominator is 0:
 | `deliveryRate` | delivered / sent |
 | `bounceRate` | bouncesUnique / sent |
 | `unsubRate` | unsubscribesUnique / delivered |
-| `abuseRate` | spamReportsUnique / delivered |
+| `complaintRate` | complaintsUnique / delivered |
 | `churnRate` | churn / sent |
 
 `ratesHuman` repeats the open and click rates with the human figures (opensHuman,
@@ -86,8 +86,8 @@ def counts(r: Any, events: dict[str, Any]) -> dict[str, int]:
         "clicksUniqueMachine": r["clicks_unique_machine"],
         "unsubscribes": total("unsubscribed"),
         "unsubscribesUnique": r["unsubscribes_unique"],
-        "spamReports": total("complained"),
-        "spamReportsUnique": r["spam_reports_unique"],
+        "complaints": total("complained"),
+        "complaintsUnique": r["spam_reports_unique"],
         "churn": r["churn"],
         "conversions": int(r["conversions"]),
         "conversionsUnique": r["conversions_unique"],
@@ -105,7 +105,7 @@ def rates(c: dict[str, int], clicked_opened: int) -> dict[str, float | None]:
         "deliveryRate": rate(c["delivered"], c["sent"]),
         "bounceRate": rate(c["bouncesUnique"], c["sent"]),
         "unsubRate": rate(c["unsubscribesUnique"], c["delivered"]),
-        "abuseRate": rate(c["spamReportsUnique"], c["delivered"]),
+        "complaintRate": rate(c["complaintsUnique"], c["delivered"]),
         "churnRate": rate(c["churn"], c["sent"]),
     }
 

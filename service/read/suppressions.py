@@ -18,12 +18,23 @@ from service.read.params import feed_position, format_position, integer, known_o
 from service.read.recipients import iso
 
 PARAMS = {"since", "limit"}
+# The stored reason -> its name in the API and on mailfold.suppressions: bounce kinds are
+# spelled as the recipient statuses (`hard_bounced`) everywhere the API shows them.
+REASONS = {
+    "unsubscribed": "unsubscribed",
+    "hard_bounce": "hard_bounced",
+    "complained": "complained",
+}
+
+
+def reason(stored: str) -> str:
+    return REASONS.get(stored, stored)
 
 
 def suppression_json(row: Any) -> dict[str, Any]:
     return {
         "email": row["email"],
-        "reason": row["reason"],
+        "reason": reason(row["reason"]),
         "reasonAt": iso(row["reason_at"]),
         "firstAt": iso(row["first_at"]),
         "campaignId": row["campaign_id"],

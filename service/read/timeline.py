@@ -1,12 +1,15 @@
 """A recipient's activity timeline in one delivery (seed 000): every event from the ledger.
 
 Events come in event-time order, whatever order they arrived in; each carries its type, time,
-URL, IP, user agent, the machine verdict with its reason, and bounce details.
+URL, IP, user agent, the machine verdict with its reason, and bounce details. The timeline is
+an offset list: `limit` and `offset` pick the page, `paging.totalCount` says how many events
+there are in all, so a long timeline is read page by page, never cut short.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,14 +20,21 @@ from service.http import authenticate, json, service_of
 from service.read.params import integer, known_only
 from service.read.recipients import delivery_ids, iso, number, path_id
 
-PARAMS = {"limit"}
-MAX_EVENTS = 10_000
+PARAMS = {"limit", "offset"}
+MAX_EVENTS = 10_000  # on one page
+MAX_OFFSET = 1_000_000
+
+
+def hex_id(value: UUID) -> str:
+    """An event id as the API and mailfold.events write it: 32 lower-case hex digits (the
+    ledger keeps it as a uuid, the same 128 bits)."""
+    return value.hex
 
 
 def event_json(row: Any) -> dict[str, Any]:
     """One ledger event in the API's field names."""
     return {
-        "eventId": str(row["event_id"]),
+        "eventId": hex_id(row["event_id"]),
         "type": row["type"],
         "occurredAt": iso(row["occurred_at"]),
         "receivedAt": iso(row["received_at"]),
@@ -41,8 +51,8 @@ def event_json(row: Any) -> dict[str, Any]:
         "bounceCode": row["bounce_code"],
         "bounceReason": row["bounce_reason"],
         "abVersion": row["ab_version"],
-        "conversionAmount": number(row["amount"]),
-        "conversionCurrency": row["currency"],
+        "conversionsAmount": number(row["amount"]),
+        "conversionsCurrency": row["currency"],
         "name": row["name"],
         "payload": row["payload"],
     }
@@ -71,13 +81,22 @@ async def endpoint(request: Request) -> Response:
         recipient = recipient.lower()
     known_only(request.query_params, PARAMS)
     limit = integer(request.query_params, "limit", 1000, 1, MAX_EVENTS)
-    async with svc.pool.acquire() as conn:
+    offset = integer(request.query_params, "offset", 0, 0, MAX_OFFSET)
+    async with svc.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         who = await conn.fetchrow(
             db.QUERIES["find_recipient"], account, campaign, delivery, recipient
         )
         if who is None:
             raise NotFound(f"recipient {recipient!r} not found in delivery {campaign}/{delivery}")
+        key = who["recipient_key"]
         rows = await conn.fetch(
-            db.QUERIES["recipient_timeline"], account, delivery, who["recipient_key"], limit
+            db.QUERIES["recipient_timeline"], account, delivery, key, limit, offset
         )
-    return json({"recipient": recipient_json(who), "events": [event_json(r) for r in rows]})
+        total = await conn.fetchval(db.QUERIES["count_recipient_timeline"], account, delivery, key)
+    return json(
+        {
+            "recipient": recipient_json(who),
+            "events": [event_json(r) for r in rows],
+            "paging": {"start": offset, "count": len(rows), "totalCount": total},
+        }
+    )

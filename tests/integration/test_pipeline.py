@@ -125,7 +125,7 @@ async def test_posted_events_come_back_as_the_seeds_recipient_list(running: Harn
         "hard_bounced",
     )
     assert bob["deliveredAt"] is None
-    assert by_email["ann.onym@example.com"]["spamAt"] == "2025-06-02T09:00:00+00:00"
+    assert by_email["ann.onym@example.com"]["complainedAt"] == "2025-06-02T09:00:00+00:00"
 
 
 @pytest.mark.parametrize(
@@ -136,6 +136,7 @@ async def test_posted_events_come_back_as_the_seeds_recipient_list(running: Harn
         ({"signal": "clicked"}, ["john.doe"]),
         ({"signal": "bounced"}, ["bob.brown"]),
         ({"signal": "unsubscribed"}, ["jane.smith"]),
+        ({"signal": "complained"}, ["ann.onym"]),
         ({"signal": "spam"}, ["ann.onym"]),
         ({"signal": "converted"}, ["john.doe"]),
         ({"signal": "opened_human"}, ["john.doe"]),

@@ -73,7 +73,7 @@ async def test_a_deliverys_versions_have_the_summarys_funnel_and_their_tests(
 
 async def test_a_campaigns_versions_add_up_its_deliveries(tested: httpx.AsyncClient) -> None:
     body = (await tested.get("/v1/campaigns/spring/ab")).json()
-    assert body["deliveries"] == ["d1", "d2"]
+    assert body["deliveryIds"] == ["d1", "d2"]
     a, b = body["versions"]
     assert (a["abVersion"], a["delivered"], a["opensUnique"]) == ("A", 50, 25)
     assert (b["abVersion"], b["delivered"]) == ("B", 40)

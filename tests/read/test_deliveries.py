@@ -35,9 +35,11 @@ async def test_timeline_lists_a_recipients_events_in_event_time_order(
     assert (first_open["ip"], first_open["machine"]) == ("198.51.100.7", False)
     assert (scanner_click["url"], scanner_click["machine"]) == ("https://shop.test/a", True)
     assert events[6]["userAgent"] == "Mozilla/5.0"
-    assert (events[7]["conversionAmount"], events[7]["conversionCurrency"]) == (1287, "EUR")
+    assert (events[7]["conversionsAmount"], events[7]["conversionsCurrency"]) == (1287, "EUR")
+    assert body["paging"] == {"start": 0, "count": 8, "totalCount": 8}
     limited = (await told.get(f"{BASE}/recipients/{JOHN.upper()}/timeline?limit=2")).json()
     assert [e["type"] for e in limited["events"]] == ["sent", "delivered"]
+    assert limited["paging"] == {"start": 0, "count": 2, "totalCount": 8}
 
 
 async def test_timeline_shows_bounce_details_and_404s_for_strangers(
@@ -63,7 +65,7 @@ async def test_summary_counts_the_funnel_and_its_rates(told: httpx.AsyncClient) 
     assert (s["opensUnique"], s["opensUniqueHuman"], s["opensUniqueMachine"]) == (3, 2, 1)
     assert (s["clicks"], s["clicksHuman"], s["clicksMachine"]) == (3, 1, 1)
     assert (s["clicksUnique"], s["clicksUniqueHuman"], s["clicksUniqueMachine"]) == (1, 1, 1)
-    assert (s["unsubscribes"], s["spamReports"], s["churn"]) == (1, 1, 3)
+    assert (s["unsubscribes"], s["complaints"], s["churn"]) == (1, 1, 3)
     assert (s["conversions"], s["revenue"]) == (1, [{"currency": "EUR", "amount": 1287}])
     assert s["rates"] == pytest.approx(
         {
@@ -75,7 +77,7 @@ async def test_summary_counts_the_funnel_and_its_rates(told: httpx.AsyncClient) 
             "deliveryRate": 3 / 4,
             "bounceRate": 1 / 4,
             "unsubRate": 1 / 3,
-            "abuseRate": 1 / 3,
+            "complaintRate": 1 / 3,
             "churnRate": 3 / 4,
         }
     )
@@ -109,7 +111,7 @@ async def test_hourly_histogram_counts_each_signal_in_its_event_hour(
     assert (one["clicked"], one["clickedHuman"], one["clickedMachine"]) == (3, 1, 1)
     assert hours["2025-06-01T15:00:00+00:00"]["conversionsAmount"] == 1287
     assert hours["2025-06-01T23:00:00+00:00"]["opened"] == 1  # the late open, in its own hour
-    assert hours["2025-06-02T09:00:00+00:00"]["spam"] == 1
+    assert hours["2025-06-02T09:00:00+00:00"]["complained"] == 1
 
 
 async def test_daily_histogram_follows_the_time_zone(told: httpx.AsyncClient) -> None:
@@ -162,7 +164,7 @@ async def test_sent_and_undelivered_lists(told: httpx.AsyncClient) -> None:
     bob, eve = undelivered["undelivered"]
     assert (bob["email"], bob["reason"], bob["code"], bob["detail"]) == (
         BOB,
-        "hard_bounce",
+        "hard_bounced",
         "5.1.1",
         "no such user",
     )

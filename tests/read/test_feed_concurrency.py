@@ -50,7 +50,7 @@ async def fold_with_pause(conn: asyncpg.Connection[Any], batch: list[Any], pause
 async def feed_page(client: httpx.AsyncClient, cursor: str | None) -> tuple[list[str], str]:
     params = {"limit": "3", **({"since": cursor} if cursor else {})}
     body = (await client.get("/v1/activities/recent", params=params)).json()
-    return [a["contact"] for a in body["activities"]], body["cursor"]
+    return [a["recipientKey"] for a in body["activities"]], body["cursor"]
 
 
 async def connection(h: Harness) -> asyncpg.Connection[Any]:

@@ -123,8 +123,10 @@ def test_time_zones_are_iana_names() -> None:
 
 
 def test_link_sorts_are_whitelisted() -> None:
-    assert links.parse_sort(None) == "clicks DESC, url ASC"
-    assert links.parse_sort("url") == "url ASC"
+    assert links.parse_sort(None) == "clicks DESC NULLS LAST, url ASC"
+    assert links.parse_sort("-uniqueClickers,firstClickedAt") == (
+        "unique_clickers DESC NULLS LAST, first_clicked_at ASC NULLS LAST, url ASC"
+    )
     with pytest.raises(BadInput):
         links.parse_sort("clicks; drop table link_stats")
 
@@ -132,7 +134,7 @@ def test_link_sorts_are_whitelisted() -> None:
 def test_rates_are_null_without_a_denominator() -> None:
     zero: dict[str, Any] = {k: 0 for k in ("opens", "delivered", "opensUnique", "clicks")}
     zero.update(clicksUnique=0, sent=0, bouncesUnique=0, unsubscribesUnique=0)
-    zero.update(spamReportsUnique=0, churn=0)
+    zero.update(complaintsUnique=0, churn=0)
     assert set(summary.rates(zero, 0).values()) == {None}
 
 

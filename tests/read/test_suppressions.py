@@ -29,7 +29,7 @@ async def test_hard_bounces_complaints_and_unsubscribes_become_suppressions(
 ) -> None:
     body = await feed(told)
     reasons = {s["email"]: s["reason"] for s in body["suppressions"]}
-    assert reasons == {BOB: "hard_bounce", ANN: "complained", JANE: "unsubscribed"}
+    assert reasons == {BOB: "hard_bounced", ANN: "complained", JANE: "unsubscribed"}
     jane = next(s for s in body["suppressions"] if s["email"] == JANE)
     assert (jane["deliveryId"], jane["reasonAt"]) == ("d1", "2025-06-01T14:25:00+00:00")
     assert (await feed(told, body["cursor"]))["suppressions"] == []
@@ -101,5 +101,5 @@ async def test_the_relay_publishes_each_suppression_keyed_by_account_and_address
         await consumer.stop()
     by_key = {r.key: orjson.loads(r.value) for r in records}
     assert set(by_key) == {f"acme:{e}".encode() for e in (ANN, BOB, JANE)}
-    assert by_key[f"acme:{BOB}".encode()]["reason"] == "hard_bounce"
+    assert by_key[f"acme:{BOB}".encode()]["reason"] == "hard_bounced"
     assert by_key[f"acme:{ANN}".encode()]["version"] == 1

@@ -126,10 +126,6 @@ WITH ranked AS (
                || to_char(f.occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
                || f.event_id::text
            END AS bounce_pick,
-           -- the open or click whose client and country the recipient's reports show: the first
-           CASE WHEN f.type IN ('opened', 'clicked') THEN
-               to_char(f.occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || f.event_id::text
-           END AS audience_pick,
            CASE WHEN f.type = 'dropped' THEN
                mailfold_drop_kind(f.native_type, f.bounce_code, f.bounce_reason)
            END AS drop_kind
@@ -177,12 +173,7 @@ per_recipient AS (
            max(status_rank) AS status_rank,
            min(occurred_at) AS first_event_at, max(occurred_at) AS last_event_at,
            count(*) AS event_count,
-           max(source) AS source, min(audience_pick) AS audience_pick,
-           (array_agg(client ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
-               AS client,
-           (array_agg(country ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
-               AS country,
-           max(drop_kind) AS drop_kind
+           max(source) AS source, max(drop_kind) AS drop_kind
     FROM ranked
     GROUP BY account_id, delivery_id, recipient_key
 ),
@@ -195,8 +186,7 @@ upsert_recipients AS (
         open_machine_count, clicked_at, last_clicked_at, human_clicked_at, click_count,
         click_human_count, click_machine_count, unsubscribed_at, complained_at, converted_at,
         conversions_count, conversions_amount, conversions_currency, status_rank,
-        first_event_at, last_event_at, event_count, source, audience_pick, client, country,
-        drop_kind)
+        first_event_at, last_event_at, event_count, source, drop_kind)
     SELECT * FROM per_recipient
     ORDER BY account_id, delivery_id, recipient_key
     ON CONFLICT (account_id, delivery_id, recipient_key) DO UPDATE SET
@@ -246,15 +236,10 @@ upsert_recipients AS (
         last_event_at = greatest(r.last_event_at, excluded.last_event_at),
         event_count = r.event_count + excluded.event_count,
         source = greatest(r.source, excluded.source),
-        audience_pick = least(r.audience_pick, excluded.audience_pick),
-        client = CASE WHEN excluded.audience_pick < coalesce(r.audience_pick, '~')
-                      THEN excluded.client ELSE r.client END,
-        country = CASE WHEN excluded.audience_pick < coalesce(r.audience_pick, '~')
-                       THEN excluded.country ELSE r.country END,
         drop_kind = greatest(r.drop_kind, excluded.drop_kind)
 ),
 -- the report builder's per-event counters: opens and clicks per hour under each event's own
--- campaign, source, version, client and country (the per-recipient ones move with the rows)
+-- campaign, source, version, and client and country (the per-recipient ones move with the rows)
 report_events AS MATERIALIZED (
     SELECT account_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
            coalesce(campaign_id, '') AS campaign_id, delivery_id, source,

@@ -196,13 +196,9 @@ CREATE TABLE IF NOT EXISTS recipients (
 -- first times of the signals, each first time a partial index in the lists' default order
 -- (recipient) for `signal=` pages; `sent` and `delivered`, which nearly every recipient has, are
 -- read from the primary key. Room is left on each page for the HOT versions.
--- For the report builder: the greatest source of the recipient's events; the client and country
--- of its first open or click, picked by "<time><event_id>" (audience_pick) so any order agrees;
--- and the kind of its drop (mailfold_drop_kind, the greatest when several).
+-- For the report builder: the greatest source of the recipient's events, and the kind of its
+-- drop (mailfold_drop_kind, the greatest when several).
 ALTER TABLE recipients ADD COLUMN IF NOT EXISTS source text;
-ALTER TABLE recipients ADD COLUMN IF NOT EXISTS audience_pick text;
-ALTER TABLE recipients ADD COLUMN IF NOT EXISTS client text;
-ALTER TABLE recipients ADD COLUMN IF NOT EXISTS country text;
 ALTER TABLE recipients ADD COLUMN IF NOT EXISTS drop_kind text;
 ALTER TABLE recipients SET (fillfactor = 80);
 CREATE INDEX IF NOT EXISTS recipients_opened_idx
@@ -523,14 +519,15 @@ $$;
 -- =============================================================================================
 -- The report builder's rollups (service/read/reports.py), kept by the fold in its own
 -- transaction: counts per account, UTC hour, campaign, delivery, source and A/B version
--- (report_hours), and the same split further by client and country (report_audience).
+-- (report_hours), and opens and clicks further by client and country (report_audience).
 -- Two kinds of counter:
---   * per recipient, from the recipient rows through the trigger below: a recipient counts once,
---     in the hour of its first send, delivery, open, click..., under the recipient row's campaign,
---     source, version, client and country; moved when that first time or those fields change;
 --   * per event, opens and clicks (opened, clicked and their human-only counts), from the fold's
 --     new events under each event's own fields; moved by the whole-set machine rules and
---     replays like delivery_stats.
+--     replays like delivery_stats;
+--   * per recipient (report_hours only), from the recipient rows through the trigger below: a
+--     recipient counts once, in the hour it first reached each state (sent, delivered, opened,
+--     clicked...), under the recipient row's campaign, source and version; moved when that
+--     time or those fields change.
 -- Campaign, version, source, client and country are '' when unknown (they are key columns).
 -- =============================================================================================
 
@@ -609,9 +606,19 @@ CREATE TABLE IF NOT EXISTS report_hours (
 ALTER TABLE report_hours SET (fillfactor = 90);
 
 CREATE TABLE IF NOT EXISTS report_audience (
-    LIKE report_hours INCLUDING DEFAULTS INCLUDING GENERATED,
-    client   text NOT NULL,
-    country  text NOT NULL,
+    account_id     text NOT NULL,
+    hour           timestamptz NOT NULL,
+    campaign_id    text NOT NULL,
+    delivery_id    text NOT NULL,
+    source         text NOT NULL,
+    ab_version     text NOT NULL,
+    client         text NOT NULL,
+    country        text NOT NULL,
+    opened         bigint NOT NULL DEFAULT 0,
+    opened_human   bigint NOT NULL DEFAULT 0,
+    clicked        bigint NOT NULL DEFAULT 0,
+    clicked_human  bigint NOT NULL DEFAULT 0,
+    live           boolean GENERATED ALWAYS AS ((opened, clicked) <> (0, 0)) STORED,
     PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version, client, country)
 );
 ALTER TABLE report_audience SET (fillfactor = 90);
@@ -621,32 +628,45 @@ ALTER TABLE report_audience SET (fillfactor = 90);
 -- and delivered, opened or clicked; bounced = sent with a bounce, split by the kind of the bounce
 -- the row shows; churned = sent and unsubscribed, complained, hard-bounced or bounced without
 -- delivery; clicked_opened = opened and clicked (CTOR's numerator).
-CREATE OR REPLACE FUNCTION mailfold_report_marks(r recipients)
-RETURNS TABLE (at timestamptz, counter text)
+CREATE OR REPLACE FUNCTION mailfold_report_marks(
+    first_event_at timestamptz, sent_at timestamptz, dropped_at timestamptz,
+    delivered_at timestamptz, opened_at timestamptz, clicked_at timestamptz,
+    human_opened_at timestamptz, human_clicked_at timestamptz, unsubscribed_at timestamptz,
+    complained_at timestamptz, bounced_at timestamptz, hard_bounced_at timestamptz,
+    bounce_class text, bounce_code text, bounce_reason text, drop_kind text)
+RETURNS TABLE (at timestamptz, counter smallint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT m.at, m.counter
-    FROM (SELECT r.dropped_at IS NULL AS sent,
-                 least(r.delivered_at, r.opened_at, r.clicked_at) AS reached,
-                 mailfold_bounce_kind(r.bounce_class, r.bounce_code, r.bounce_reason) AS kind) s
-    CROSS JOIN LATERAL (VALUES
-        (r.first_event_at, 'recipients'),
-        (CASE WHEN s.sent THEN coalesce(r.sent_at, r.first_event_at) END, 'sent'),
-        (CASE WHEN s.sent AND r.hard_bounced_at IS NULL THEN s.reached END, 'delivered'),
-        (r.opened_at, 'opened_unique'), (r.human_opened_at, 'opened_unique_human'),
-        (r.clicked_at, 'clicked_unique'), (r.human_clicked_at, 'clicked_unique_human'),
-        (greatest(r.opened_at, r.clicked_at), 'clicked_opened'),
-        (greatest(r.human_opened_at, r.human_clicked_at), 'clicked_opened_human'),
-        (r.unsubscribed_at, 'unsubscribed'), (r.complained_at, 'complained'),
-        (CASE WHEN s.sent THEN least(r.unsubscribed_at, r.complained_at, r.hard_bounced_at,
-                                     CASE WHEN s.reached IS NULL THEN r.bounced_at END) END,
-         'churned'),
-        (CASE WHEN s.sent THEN r.bounced_at END, 'bounced'),
-        (CASE WHEN s.sent THEN r.bounced_at END, 'bounced_' || s.kind),
-        (r.dropped_at, 'dropped'), (r.dropped_at, 'dropped_' || r.drop_kind)
+    FROM (SELECT dropped_at IS NULL AS sent, least(delivered_at, opened_at, clicked_at) AS reached,
+                 -- only a bounce has a kind (the kinds' patterns cost microseconds a row)
+                 CASE WHEN bounced_at IS NOT NULL THEN
+                     mailfold_bounce_kind(bounce_class, bounce_code, bounce_reason) END AS kind) s
+    CROSS JOIN LATERAL unnest(
+        ARRAY[
+            first_event_at,
+            CASE WHEN s.sent THEN coalesce(sent_at, first_event_at) END,
+            CASE WHEN s.sent AND hard_bounced_at IS NULL THEN s.reached END,
+            opened_at, human_opened_at, clicked_at, human_clicked_at,
+            greatest(opened_at, clicked_at), greatest(human_opened_at, human_clicked_at),
+            unsubscribed_at, complained_at,
+            CASE WHEN s.sent THEN least(unsubscribed_at, complained_at, hard_bounced_at,
+                                        CASE WHEN s.reached IS NULL THEN bounced_at END) END,
+            CASE WHEN s.sent THEN bounced_at END,
+            CASE WHEN s.sent AND s.kind = 'nonexistent' THEN bounced_at END,
+            CASE WHEN s.sent AND s.kind = 'temporary' THEN bounced_at END,
+            CASE WHEN s.sent AND s.kind = 'spam' THEN bounced_at END,
+            dropped_at,
+            CASE WHEN drop_kind = 'invalid' THEN dropped_at END,
+            CASE WHEN drop_kind = 'nonexistent' THEN dropped_at END,
+            CASE WHEN drop_kind = 'complained' THEN dropped_at END,
+            CASE WHEN drop_kind = 'unsubscribed' THEN dropped_at END
+        ],
+        '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21}'::smallint[]
     ) m (at, counter)
     WHERE m.at IS NOT NULL
 $$;
 
+-- The per-recipient counters, by the number mailfold_report_marks gives each.
 CREATE OR REPLACE FUNCTION mailfold_report_counters() RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY['recipients', 'sent', 'delivered', 'opened_unique', 'opened_unique_human',
@@ -658,58 +678,41 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The statement that moves the per-recipient counters for the recipient rows a statement
--- changed (`changes`: rows (sign, r), +1 per recipient row r after, -1 per row before): each row
+-- changed (`changes`: +1 per row after, -1 per row before, as mailfold_count_sql): each row
 -- counts in the hour of each of its marks, and groups whose figures cancel out write nothing.
--- Run by the recipients trigger. A session that sets mailfold.reports to 'off' skips it (scripts/bench measures the
--- fold with and without the rollups that way).
+-- Run by the recipients trigger. A session that sets mailfold.reports to 'off' skips it
+-- (scripts/bench measures the fold with and without the rollups that way).
 CREATE OR REPLACE FUNCTION mailfold_report_sql(changes text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT format($sql$
         WITH changes AS (%1$s),
         marks AS (
-            SELECT (c.r).account_id, date_trunc('hour', m.at, 'UTC') AS hour,
-                   coalesce((c.r).campaign_id, '') AS campaign_id, (c.r).delivery_id,
-                   coalesce((c.r).source, '') AS source,
-                   coalesce((c.r).ab_version, '') AS ab_version,
-                   coalesce((c.r).client, '') AS client, coalesce((c.r).country, '') AS country,
-                   c.sign, m.counter
+            SELECT c.account_id, date_trunc('hour', m.at, 'UTC') AS hour,
+                   coalesce(c.campaign_id, '') AS campaign_id, c.delivery_id,
+                   coalesce(c.source, '') AS source, coalesce(c.ab_version, '') AS ab_version,
+                   m.counter, sum(c.sign) AS n
             FROM changes c
-            CROSS JOIN LATERAL mailfold_report_marks(c.r) m
-        ),
-        moved AS MATERIALIZED (
-            SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client,
-                   country, %2$s
-            FROM marks
-            GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-            HAVING (%3$s) <> (%4$s)
-        ),
-        hours AS (
-            INSERT INTO report_hours AS t
-                (account_id, hour, campaign_id, delivery_id, source, ab_version, %5$s)
-            SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, %6$s
-            FROM moved
-            GROUP BY 1, 2, 3, 4, 5, 6
-            ORDER BY 1, 2, 3, 4, 5, 6
-            ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version)
-            DO UPDATE SET %7$s
+            CROSS JOIN LATERAL mailfold_report_marks(
+                c.first_event_at, c.sent_at, c.dropped_at, c.delivered_at, c.opened_at,
+                c.clicked_at, c.human_opened_at, c.human_clicked_at, c.unsubscribed_at,
+                c.complained_at, c.bounced_at, c.hard_bounced_at, c.bounce_class, c.bounce_code,
+                c.bounce_reason, c.drop_kind) m
+            GROUP BY 1, 2, 3, 4, 5, 6, 7
+            HAVING sum(c.sign) <> 0
         )
-        INSERT INTO report_audience AS t
-            (account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
-             %5$s)
-        SELECT * FROM moved
-        ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-        ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version, client,
-                     country)
-        DO UPDATE SET %7$s
+        INSERT INTO report_hours AS t
+            (account_id, hour, campaign_id, delivery_id, source, ab_version, %2$s)
+        SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, %3$s
+        FROM marks
+        GROUP BY 1, 2, 3, 4, 5, 6
+        ORDER BY 1, 2, 3, 4, 5, 6
+        ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version)
+        DO UPDATE SET %4$s
     $sql$,
     changes,
-    (SELECT string_agg(format('coalesce(sum(sign) FILTER (WHERE counter = %1$L), 0) AS %1$I', c), ', ')
-     FROM unnest(mailfold_report_counters()) c),
-    (SELECT 'ROW(' || string_agg(format('coalesce(sum(sign) FILTER (WHERE counter = %L), 0)', c), ', ') || ')'
-     FROM unnest(mailfold_report_counters()) c),
-    (SELECT 'ROW(' || string_agg('0', ', ') || ')' FROM unnest(mailfold_report_counters()) c),
     array_to_string(mailfold_report_counters(), ', '),
-    (SELECT string_agg(format('sum(%I)', c), ', ') FROM unnest(mailfold_report_counters()) c),
+    (SELECT string_agg(format('coalesce(sum(n) FILTER (WHERE counter = %s), 0)', i), ', ')
+     FROM generate_subscripts(mailfold_report_counters(), 1) i),
     (SELECT string_agg(format('%1$I = t.%1$I + excluded.%1$I', c), ', ')
      FROM unnest(mailfold_report_counters()) c))
 $$;
@@ -721,17 +724,15 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT $sql$
         SELECT n.account_id, n.delivery_id, n.recipient_key
         FROM new_rows n JOIN old_rows o USING (account_id, delivery_id, recipient_key)
-        WHERE (n.campaign_id, n.source, n.ab_version, n.client, n.country, n.first_event_at,
-               n.sent_at, n.delivered_at, n.opened_at, n.human_opened_at, n.clicked_at,
-               n.human_clicked_at, n.unsubscribed_at, n.complained_at, n.bounced_at,
-               n.hard_bounced_at, n.bounce_class, n.bounce_code, n.bounce_reason, n.dropped_at,
-               n.drop_kind)
+        WHERE (n.campaign_id, n.source, n.ab_version, n.first_event_at, n.sent_at,
+               n.delivered_at, n.opened_at, n.human_opened_at, n.clicked_at, n.human_clicked_at,
+               n.unsubscribed_at, n.complained_at, n.bounced_at, n.hard_bounced_at,
+               n.bounce_class, n.bounce_code, n.bounce_reason, n.dropped_at, n.drop_kind)
               IS DISTINCT FROM
-              (o.campaign_id, o.source, o.ab_version, o.client, o.country, o.first_event_at,
-               o.sent_at, o.delivered_at, o.opened_at, o.human_opened_at, o.clicked_at,
-               o.human_clicked_at, o.unsubscribed_at, o.complained_at, o.bounced_at,
-               o.hard_bounced_at, o.bounce_class, o.bounce_code, o.bounce_reason, o.dropped_at,
-               o.drop_kind)
+              (o.campaign_id, o.source, o.ab_version, o.first_event_at, o.sent_at,
+               o.delivered_at, o.opened_at, o.human_opened_at, o.clicked_at, o.human_clicked_at,
+               o.unsubscribed_at, o.complained_at, o.bounced_at, o.hard_bounced_at,
+               o.bounce_class, o.bounce_code, o.bounce_reason, o.dropped_at, o.drop_kind)
     $sql$
 $$;
 
@@ -750,7 +751,7 @@ BEGIN
         END IF;
         EXECUTE mailfold_count_sql('SELECT 1 AS sign, * FROM new_rows');
         IF reports THEN
-            EXECUTE mailfold_report_sql('SELECT 1 AS sign, n::recipients AS r FROM new_rows n');
+            EXECUTE mailfold_report_sql('SELECT 1 AS sign, * FROM new_rows');
         END IF;
         -- a plain insert: a recipient row is new once, and its deletion takes this row along
         INSERT INTO recipient_search (account_id, delivery_id, recipient_key, search_text)
@@ -767,9 +768,9 @@ BEGIN
         IF reports THEN
             EXECUTE mailfold_report_sql(
                 'WITH moved AS (' || mailfold_report_changed_sql() || ')
-                 SELECT 1 AS sign, n::recipients AS r FROM new_rows n JOIN moved USING (account_id, delivery_id, recipient_key)
+                 SELECT 1 AS sign, n.* FROM new_rows n JOIN moved USING (account_id, delivery_id, recipient_key)
                  UNION ALL
-                 SELECT -1, o::recipients FROM old_rows o JOIN moved USING (account_id, delivery_id, recipient_key)');
+                 SELECT -1, o.* FROM old_rows o JOIN moved USING (account_id, delivery_id, recipient_key)');
         END IF;
         -- a recipient that gained its campaign leaves the NULL group, which may end up empty
         DELETE FROM delivery_counts c
@@ -796,7 +797,7 @@ BEGIN
         END IF;
         EXECUTE mailfold_count_sql('SELECT -1 AS sign, * FROM old_rows');
         IF reports THEN
-            EXECUTE mailfold_report_sql('SELECT -1 AS sign, o::recipients AS r FROM old_rows o');
+            EXECUTE mailfold_report_sql('SELECT -1 AS sign, * FROM old_rows');
         END IF;
         DELETE FROM delivery_counts c
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o

@@ -1,17 +1,14 @@
 -- The report builder's rollups recomputed straight from the ledger, for one account ($1): the
--- relation report_audience holds, with the same columns, from the events alone (every recipient
--- row is rebuilt from its events as the fold merges them). It is the report builder's SQL
--- baseline in scripts/bench and the oracle of tests/test_reports.py; the API never reads it.
+-- relations report_hours and report_audience hold, with the same columns, from the events alone
+-- (every recipient row is rebuilt from its events as the fold merges them). They are the report
+-- builder's SQL baseline in scripts/bench, the oracle of tests/test_reports.py and what
+-- `mailfold reports rebuild` writes; the API never reads them.
 
--- name: report_ledger
+-- name: report_ledger_hours
 -- each recipient row as the fold merges its events (queries.sql fold_fresh)
 WITH rebuilt AS (
     SELECT account_id, delivery_id, recipient_key,
            max(campaign_id) AS campaign_id, max(source) AS source, max(ab_version) AS ab_version,
-           (array_agg(client ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
-               AS client,
-           (array_agg(country ORDER BY audience_pick) FILTER (WHERE audience_pick IS NOT NULL))[1]
-               AS country,
            min(occurred_at) AS first_event_at,
            min(occurred_at) FILTER (WHERE type = 'sent') AS sent_at,
            min(occurred_at) FILTER (WHERE type = 'delivered') AS delivered_at,
@@ -36,9 +33,6 @@ WITH rebuilt AS (
                FILTER (WHERE type = 'dropped') AS drop_kind
     FROM (
         SELECT events.*,
-               CASE WHEN type IN ('opened', 'clicked') THEN
-                   to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') || event_id::text
-               END AS audience_pick,
                CASE WHEN type = 'bounced' THEN
                    (CASE bounce_class WHEN 'hard' THEN '2' WHEN 'soft' THEN '1' ELSE '0' END)
                    || to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS')
@@ -53,33 +47,31 @@ per_recipient AS (
     SELECT r.account_id, date_trunc('hour', m.at, 'UTC') AS hour,
            coalesce(r.campaign_id, '') AS campaign_id, r.delivery_id,
            coalesce(r.source, '') AS source, coalesce(r.ab_version, '') AS ab_version,
-           coalesce(r.client, '') AS client, coalesce(r.country, '') AS country, m.counter,
-           count(*) AS n
+           (mailfold_report_counters())[m.counter] AS counter, count(*) AS n
     FROM rebuilt r
-    CROSS JOIN LATERAL mailfold_report_marks(jsonb_populate_record(NULL::recipients, to_jsonb(r))) m
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    CROSS JOIN LATERAL mailfold_report_marks(
+        r.first_event_at, r.sent_at, r.dropped_at, r.delivered_at, r.opened_at, r.clicked_at,
+        r.human_opened_at, r.human_clicked_at, r.unsubscribed_at, r.complained_at, r.bounced_at,
+        r.hard_bounced_at, r.bounce_class, r.bounce_code, r.bounce_reason, r.drop_kind) m
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
 ),
 per_event AS (
     SELECT account_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
            coalesce(campaign_id, '') AS campaign_id, delivery_id, source,
-           coalesce(ab_version, '') AS ab_version, coalesce(client, '') AS client,
-           coalesce(country, '') AS country,
+           coalesce(ab_version, '') AS ab_version,
            CASE WHEN machine IS FALSE THEN ARRAY[type, type || '_human'] ELSE ARRAY[type] END
                AS counters
     FROM events
     WHERE account_id = $1 AND delivery_id IS NOT NULL AND type IN ('opened', 'clicked')
 ),
 marks AS (
-    SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
-           counter, n
+    SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, counter, n
     FROM per_recipient
     UNION ALL
-    SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
-           unnest(counters), 1
+    SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, unnest(counters), 1
     FROM per_event
 )
-SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, country,
-       true AS live,
+SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, true AS live,
        coalesce(sum(n) FILTER (WHERE counter = 'opened'), 0) AS opened,
        coalesce(sum(n) FILTER (WHERE counter = 'opened_human'), 0) AS opened_human,
        coalesce(sum(n) FILTER (WHERE counter = 'clicked'), 0) AS clicked,
@@ -106,4 +98,17 @@ SELECT account_id, hour, campaign_id, delivery_id, source, ab_version, client, c
        coalesce(sum(n) FILTER (WHERE counter = 'dropped_complained'), 0) AS dropped_complained,
        coalesce(sum(n) FILTER (WHERE counter = 'dropped_unsubscribed'), 0) AS dropped_unsubscribed
 FROM marks
+GROUP BY 1, 2, 3, 4, 5, 6
+
+-- name: report_ledger_audience
+SELECT account_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
+       coalesce(campaign_id, '') AS campaign_id, delivery_id, source,
+       coalesce(ab_version, '') AS ab_version, coalesce(client, '') AS client,
+       coalesce(country, '') AS country, true AS live,
+       count(*) FILTER (WHERE type = 'opened') AS opened,
+       count(*) FILTER (WHERE type = 'opened' AND machine IS FALSE) AS opened_human,
+       count(*) FILTER (WHERE type = 'clicked') AS clicked,
+       count(*) FILTER (WHERE type = 'clicked' AND machine IS FALSE) AS clicked_human
+FROM events
+WHERE account_id = $1 AND delivery_id IS NOT NULL AND type IN ('opened', 'clicked')
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8

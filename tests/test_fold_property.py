@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from consumers.fold import fold_rows, prepare, to_row
 from service import db
 from service.events import Bounce, Conversion, EventType, Recipient
+from service.read import reports
 from service.webhooks.base import RawRecord, make_event
 from tests import oracle
 
@@ -129,37 +130,9 @@ TABLES = {
     "country",
 }
 COLUMNS = {"events": "event_id, delivery_id, machine, machine_reason, agent_class"}
-# Report rollup rows whose counts a later, earlier-dated event moved away stay behind as zeros;
-# they read as nothing, so only rows with a count are compared.
-_COUNTERS = [
-    "opened",
-    "opened_human",
-    "clicked",
-    "clicked_human",
-    "recipients",
-    "sent",
-    "delivered",
-    "opened_unique",
-    "opened_unique_human",
-    "clicked_unique",
-    "clicked_unique_human",
-    "clicked_opened",
-    "clicked_opened_human",
-    "unsubscribed",
-    "complained",
-    "churned",
-    "bounced",
-    "bounced_nonexistent",
-    "bounced_temporary",
-    "bounced_spam",
-    "dropped",
-    "dropped_invalid",
-    "dropped_nonexistent",
-    "dropped_complained",
-    "dropped_unsubscribed",
-]
-_ANY_COUNT = " OR ".join(f"{c} <> 0" for c in _COUNTERS)
-WHERE = {"report_hours": _ANY_COUNT, "report_audience": _ANY_COUNT}
+# Report rollup rows whose counts a later, earlier-dated event moved away stay behind as zeros
+# (not live); they read as nothing, so only live rows are compared.
+WHERE = {"report_hours": "live", "report_audience": "live"}
 
 
 def select(table: str, order: str, columns: dict[str, str] = COLUMNS) -> str:
@@ -266,7 +239,8 @@ def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[
         ("complained", sum(r["complained_at"] is not None for r in recipients)),
     ]:
         assert sum(h[counter] for h in hours) == figure > 0, counter
-        assert sum(a[counter] for a in expected["report_audience"]) == figure, counter
+        if counter in reports.PER_EVENT:
+            assert sum(a[counter] for a in expected["report_audience"]) == figure, counter
 
 
 @settings(

@@ -37,7 +37,7 @@ LABELS = {
     "sum_clicked_unique,open_rate_unique,click_rate_unique,ctor",
     "a month by message (100 of 1,000)": "message,sum_delivered,sum_opened,open_rate,bounce_rate",
     "a month by week,ab_version": "week,ab_version,sum_opened_unique_human,open_rate_unique_human",
-    "a month by date,client": "date,client,sum_opened,sum_opened_unique",
+    "a month by date,client": "date,client,sum_opened,sum_clicked_human",
     "a month by hour, New York": "hour,sum_clicked,click_rate",
 }
 ZONES = {"a month by hour, New York": "America/New_York"}
@@ -91,7 +91,7 @@ async def via_ledger(conn: asyncpg.Connection[Any], account: str, target: str) -
     """The same report straight from the ledger, as a statement."""
     report = reports.parse(_params(target))
     began = time.perf_counter()
-    await reports.run(conn, account, report, source=reports.LEDGER)
+    await reports.run(conn, account, report, ledger=True)
     return time.perf_counter() - began
 
 

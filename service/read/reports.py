@@ -1,21 +1,23 @@
 """The report builder (`GET /v1/reports`): counts and rates across deliveries, grouped and
 filtered by the report builder's own field names.
 
-Answers come from the rollups the fold keeps (schema.sql, report_hours and report_audience), one
-row per account, UTC hour, campaign, delivery, source and A/B version, and in report_audience per
-client and country too. Nothing reads the events ledger at request time.
+Answers come from the rollups the fold keeps in its own transaction (schema.sql): report_hours,
+one row per account, UTC hour, campaign, delivery, source and A/B version, and report_audience,
+the opens and clicks of those rows per client and country. Nothing reads the events ledger at
+request time.
 
 - Grouping fields: `date`, `hour` (of the day, 0-23), `week` (ISO, `2025-W23`), `month_year`
   (`2025-06`), `quarter` (`2025-Q2`), `year`, `day_of_month`, `day_of_week` (ISO, Monday = 1),
   all in `timeZone` (IANA name, UTC by default; its offset must be whole hours, the rollups'
   grain); `post` (the campaign id), `message` (the delivery id), `ab_version`, `source` (the
-  provider, or `api`), `client` (the mail client or browser family of the recipient's first open
-  or click, or of the open or click itself for `sum_opened`/`sum_clicked`) and `country_name`
-  (likewise, from the address). Unknown values are "".
-- Aggregated fields: per recipient, counted once in the hour it first reached the state (as in
-  the delivery summary): `sum_total`, `sum_sended`, `sum_delivered`, `sum_opened_unique`,
-  `sum_clicked_unique`, `sum_unsubscribed`, `sum_spam_reports`, `sum_churn`, `sum_bounce_*`,
-  `sum_stop_*`; per event: `sum_opened`, `sum_clicked`; and the ten rates. The open and click
+  provider, or `api`); `client` (the mail client or browser family of an open or click) and
+  `country_name` (the country of its address), which only the open and click counts have.
+  Unknown values are "".
+- Aggregated fields: per recipient, counted once in the hour it first reached the state, with
+  the delivery summary's definitions: `sum_total`, `sum_sended`, `sum_delivered`,
+  `sum_opened_unique`, `sum_clicked_unique`, `sum_unsubscribed`, `sum_spam_reports`,
+  `sum_churn`, `sum_bounce_*` (by the kind of the recipient's bounce), `sum_stop_*` (by the kind
+  of its drop); per event: `sum_opened`, `sum_clicked`; and the ten rates. The open and click
   fields and their rates have `_human` variants (opens and clicks whose verdict is "a person").
 - Filters: any grouping field as a parameter, with the modifiers `ge:`, `le:` and `in:` (comma
   list) or a bare value for equality; `date` may be given twice (`date=ge:...&date=le:...`).
@@ -78,6 +80,15 @@ GROUPS: dict[str, Group] = {
 }
 
 Sums = dict[str, int]
+# The rollups' counters: per event (in both tables) and per recipient (report_hours only).
+PER_EVENT = ("opened", "opened_human", "clicked", "clicked_human")
+PER_RECIPIENT = (
+    *("recipients", "sent", "delivered", "opened_unique", "opened_unique_human"),
+    *("clicked_unique", "clicked_unique_human", "clicked_opened", "clicked_opened_human"),
+    *("unsubscribed", "complained", "churned", "bounced", "bounced_nonexistent"),
+    *("bounced_temporary", "bounced_spam", "dropped", "dropped_invalid", "dropped_nonexistent"),
+    *("dropped_complained", "dropped_unsubscribed"),
+)
 
 
 def _rate(numerator: str, denominator: str) -> Callable[[Sums], float | None]:
@@ -219,6 +230,20 @@ def parse_fields(raw: str) -> tuple[list[str], list[tuple[str, Aggregate]]]:
     return groups, aggregates
 
 
+def audience_only(report: Report) -> None:
+    """A client or country belongs to an open or click: with either, only the open and click
+    counts can be answered (a recipient may open with several clients, and a delivery or a
+    bounce has none)."""
+    for name, aggregate in report.aggregates:
+        if not set(aggregate.counters) <= set(PER_EVENT):
+            raise bad(
+                "fields",
+                f"{name} cannot be grouped or filtered by client or country_name: only "
+                "sum_opened, sum_clicked and their _human variants can (an open or click has a "
+                "client and country; a recipient may have several)",
+            )
+
+
 def whole_hours(zone: str, *moments: datetime) -> None:
     tz = zoneinfo.ZoneInfo(zone)
     for at in moments:
@@ -306,6 +331,8 @@ def parse(params: Any, today: date | None = None) -> Report:
         report.filtered_audience |= group.audience and bool(filters)
         for op, value in filters:
             report.where.append(f"{group.sql} {op}({report.arg(value)})")
+    if report.audience:
+        audience_only(report)
     return report
 
 
@@ -360,45 +387,45 @@ def values(report: Report, row: Any) -> dict[str, Any]:
     return {name: aggregate.value(sums) for name, aggregate in report.aggregates}
 
 
-async def run(conn: Any, account: str, report: Report, source: str | None = None) -> dict[str, Any]:
-    """The report for `account` from the rollups, or from `source` (the ledger baseline)."""
-    table = source or ("report_audience" if report.audience else "report_hours")
-    rows = await conn.fetch(statement(report, table), account, *report.args[1:])
+async def run(conn: Any, account: str, report: Report, ledger: bool = False) -> dict[str, Any]:
+    """The report for `account` from the rollups, or, with `ledger`, recomputed from the ledger
+    (the baseline, never the API's way)."""
+    source = (LEDGER if ledger else TABLES)[report.audience]
+    rows = await conn.fetch(statement(report, source), account, *report.args[1:])
     return answer(report, rows)
 
 
-# (a newline ends the named query: a comment may trail it)
-LEDGER = f"({db.QUERIES['report_ledger']}\n) AS ledger"
+def _ledger(name: str) -> str:
+    # (a newline ends the named query: a comment may trail it)
+    return f"({db.QUERIES[name]}\n) AS ledger"
+
+
+# The rollups recomputed from the ledger, by whether the report needs report_audience.
+LEDGER = {False: _ledger("report_ledger_hours"), True: _ledger("report_ledger_audience")}
+TABLES = {False: "report_hours", True: "report_audience"}
 KEYS = ("account_id", "hour", "campaign_id", "delivery_id", "source", "ab_version")
-COUNTERS = (
-    *("opened", "opened_human", "clicked", "clicked_human", "recipients", "sent", "delivered"),
-    *("opened_unique", "opened_unique_human", "clicked_unique", "clicked_unique_human"),
-    *("clicked_opened", "clicked_opened_human", "unsubscribed", "complained", "churned"),
-    *("bounced", "bounced_nonexistent", "bounced_temporary", "bounced_spam", "dropped"),
-    *("dropped_invalid", "dropped_nonexistent", "dropped_complained", "dropped_unsubscribed"),
-)
+COLUMNS = {
+    False: (*KEYS, *PER_EVENT, *PER_RECIPIENT),
+    True: (*KEYS, "client", "country", *PER_EVENT),
+}
 
 
 async def rebuild(conn: Any, account: str) -> int:
     """Recompute `account`'s rollups from the ledger (after an upgrade that added them, or to
     check them); returns the rows written. The fold waits meanwhile: its own changes land after,
     on top of what this transaction saw."""
-    columns = ", ".join((*KEYS, "client", "country", *COUNTERS))
-    sums = ", ".join(f"sum({c})" for c in COUNTERS)
+    written = 0
     async with conn.transaction():
         await conn.execute("LOCK TABLE report_hours, report_audience IN SHARE ROW EXCLUSIVE MODE")
-        await conn.execute("DELETE FROM report_hours WHERE account_id = $1", account)
-        await conn.execute("DELETE FROM report_audience WHERE account_id = $1", account)
-        status = await conn.execute(
-            f"INSERT INTO report_audience ({columns}) SELECT {columns} FROM {LEDGER}", account
-        )
-        await conn.execute(
-            f"INSERT INTO report_hours ({', '.join((*KEYS, *COUNTERS))}) "
-            f"SELECT {', '.join(KEYS)}, {sums} FROM report_audience WHERE account_id = $1 "
-            f"GROUP BY {', '.join(KEYS)}",
-            account,
-        )
-    return int(status.rsplit(" ", 1)[1])
+        for audience, table in TABLES.items():
+            columns = ", ".join(COLUMNS[audience])
+            await conn.execute(f"DELETE FROM {table} WHERE account_id = $1", account)
+            status = await conn.execute(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {LEDGER[audience]}",
+                account,
+            )
+            written += int(status.rsplit(" ", 1)[1])
+    return written
 
 
 async def endpoint(request: Request) -> Response:

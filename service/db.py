@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = ROOT / "schema.sql"
-QUERIES_PATH = ROOT / "queries.sql"
+from service import resources
+
+SCHEMA_PATH = resources.data() / "schema.sql"
 
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
@@ -29,10 +28,7 @@ def load_queries(text: str) -> dict[str, str]:
 
 def _all_queries() -> dict[str, str]:
     """queries.sql plus queries/<area>.sql; a name may be defined once across all of them."""
-    text = QUERIES_PATH.read_text()
-    for path in sorted((ROOT / "queries").glob("*.sql")):
-        text += "\n" + path.read_text()
-    return load_queries(text)
+    return load_queries("\n".join(path.read_text() for path in resources.query_files()))
 
 
 QUERIES = _all_queries()

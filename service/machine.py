@@ -14,12 +14,13 @@ import ipaddress
 import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from service.events import Event, EventType
+from service.resources import REFERENCE
 
 RULES_VERSION = "2026-11-23.2"
-REFERENCE = Path(__file__).resolve().parent / "reference"
 
 # Announced bots and HTTP libraries (device-detector bots.yml, crawler-user-agents, warmbly
 # SCANNER_UA_MARKERS, craft-campaign#546); lower-cased substrings. Not browsers, so a match is
@@ -45,7 +46,7 @@ class Verdict:
     agent_class: str | None
 
 
-def _networks(path: Path) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def _networks(path: Traversable) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     nets = []
     for line in path.read_text().splitlines():
         cidr = line.split(",", 1)[0].strip()
@@ -56,14 +57,14 @@ def _networks(path: Path) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @lru_cache(maxsize=1)
 def apple_egress() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    default = REFERENCE / "apple_egress_ranges.csv"
-    return _networks(Path(os.environ.get("MAILFOLD_APPLE_EGRESS_FILE", default)))
+    path = os.environ.get("MAILFOLD_APPLE_EGRESS_FILE")
+    return _networks(Path(path) if path else REFERENCE / "apple_egress_ranges.csv")
 
 
 @lru_cache(maxsize=1)
 def scanner_networks() -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    default = REFERENCE / "microsoft_scanner_networks.txt"
-    return _networks(Path(os.environ.get("MAILFOLD_SCANNER_NETWORKS_FILE", default)))
+    path = os.environ.get("MAILFOLD_SCANNER_NETWORKS_FILE")
+    return _networks(Path(path) if path else REFERENCE / "microsoft_scanner_networks.txt")
 
 
 def _in(

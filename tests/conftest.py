@@ -32,6 +32,14 @@ DATABASE = os.environ.get(
 TEMPLATE = f"mailfold_test_template_{os.getpid()}"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that asks for the broker or the database is an integration test, marked or not,
+    so `-m "not integration"` (the unit suite scripts/test runs on every Python) needs neither."""
+    for item in items:
+        if {"kafka_up", "template_db"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 def missing(what: str, exc: BaseException) -> None:
     message = f"{what} is not reachable ({exc!r}); start it with: scripts/services start"
     if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service import db
+from service import db, resources
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +26,7 @@ async def test_schema_applies_twice_and_every_query_prepares(database: str) -> N
 
 
 def test_query_names_are_unique_and_documented() -> None:
-    text = "\n".join(
-        p.read_text() for p in [db.QUERIES_PATH, *sorted((db.ROOT / "queries").glob("*.sql"))]
-    )
+    text = "\n".join(p.read_text() for p in resources.query_files())
     with pytest.raises(ValueError, match="twice"):
         db.load_queries(text + "\n-- name: fold_fresh\nSELECT 1;\n")
     for name in db.QUERIES:

@@ -23,6 +23,7 @@ from service.read import (
     histograms,
     links,
     recipients,
+    reports,
     timeline,
 )
 from service.read import schemas as s
@@ -278,6 +279,12 @@ def read_paths() -> dict[str, Spec]:
             [*feed, query("limit", s.integer(1, 10_000, 1000), "At most this many.")],
             {"200": s.ok(s.feed("suppressions", s.SUPPRESSION)), **s.errors("400", "401", "403")},
         ),
+        "/v1/reports": operation(
+            "The report builder: counts and rates across deliveries, grouped by the fields named "
+            "in `fields`, at most 100 groups then a totals row; from rollups the fold keeps.",
+            report_params(),
+            {"200": s.ok(s.REPORT), **s.errors("400", "401", "403")},
+        ),
         "/v1/webhooks/refusals": operation(
             "The account's latest refused webhook requests, newest first: when, the status and "
             f"reason, from where (the last {refusals.KEPT} per provider; never a body).",
@@ -288,6 +295,35 @@ def read_paths() -> dict[str, Spec]:
             {"200": s.ok(s.REFUSALS), **s.errors("400", "401", "403")},
         ),
     }
+
+
+def report_params() -> list[Spec]:
+    """The report builder's fields, time zone and one filter per grouping field."""
+    names = [*reports.GROUPS, *reports.AGGREGATES, *reports.ALIASES]
+    return [
+        query(
+            "fields",
+            s.comma_list(names),
+            "Grouping and aggregated fields, comma-separated (default "
+            f"`{reports.DEFAULT_FIELDS}`). A client or country_name allows only the open and "
+            "click counts.",
+        ),
+        query("timeZone", s.ZONE, "IANA name with whole-hour offsets; UTC by default."),
+        *[
+            {
+                **query(
+                    name,
+                    {"type": "array", "items": {"type": "string", "pattern": pattern}},
+                    f"Only groups whose {name} is the value, `ge:`/`le:` it, or `in:` a comma "
+                    "list." + (" Without it, the last 7 days." if name == "date" else ""),
+                ),
+                "style": "form",
+                "explode": True,
+            }
+            for name, group in reports.GROUPS.items()
+            for pattern in [reports.filter_pattern(group)]
+        ],
+    ]
 
 
 def list_params(sorts: Any, searched: str) -> list[Spec]:

@@ -59,10 +59,12 @@ class Group:
 
 
 _INT = r"[0-9]{1,4}"
-_ID = r"[^,]{0,256}"
+_ID = r"[^,\x00]{0,256}"
 GROUPS: dict[str, Group] = {
     "date": Group(
-        f"to_char({LOCAL}, 'YYYY-MM-DD')", r"[0-9]{4}-[0-9]{2}-[0-9]{2}", total="1970-01-01"
+        f"to_char({LOCAL}, 'YYYY-MM-DD')",
+        r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])",
+        total="1970-01-01",
     ),
     "hour": Group(f"extract(hour FROM {LOCAL})::int", _INT, number=True, total=None),
     "week": Group(f"to_char({LOCAL}, 'IYYY-\"W\"IW')", r"[0-9]{4}-W[0-9]{2}"),
@@ -212,7 +214,7 @@ class Report:
 def parse_fields(raw: str) -> tuple[list[str], list[tuple[str, Aggregate]]]:
     groups: list[str] = []
     aggregates: list[tuple[str, Aggregate]] = []
-    for name in (n.strip() for n in raw.split(",")):
+    for name in raw.split(","):
         if name in GROUPS:
             if name not in groups:
                 groups.append(name)
@@ -261,14 +263,21 @@ def _day(value: str) -> date:
         day = date.fromisoformat(value)
     except ValueError:
         raise bad("date", f"{value[:32]!r} is not a date (YYYY-MM-DD)") from None
-    if not 1970 <= day.year <= 9998:
-        raise bad("date", f"{value} is out of range (years 1970 to 9998)")
+    if day.year < 1970:
+        raise bad("date", f"{value} is out of range (from 1970 on)")
     return day
 
 
 def _midnight(day: date, zone: str) -> datetime:
     local = datetime(day.year, day.month, day.day, tzinfo=zoneinfo.ZoneInfo(zone))
     return local.astimezone(UTC)
+
+
+def filter_pattern(group: Group) -> str:
+    """The filter parameter's form for a grouping field: a value, `ge:`/`le:` and a value, or
+    `in:` and a comma list of values (OpenAPI's pattern)."""
+    value = group.pattern.replace("\\x00", "\\u0000")
+    return f"^((ge|le):)?{value}$|^in:{value}(,{value})*$"
 
 
 def modifiers(param: str, values: list[str], group: Group) -> list[tuple[str, Any]]:
@@ -295,7 +304,10 @@ def parse(params: Any, today: date | None = None) -> Report:
     for name in UNKNOWABLE:
         if name in params:
             raise bad(name, f"cannot filter on {name}: {UNKNOWABLE[name]}")
-    groups, aggregates = parse_fields(params.get("fields") or DEFAULT_FIELDS)
+    raw_fields = params.get("fields")
+    if raw_fields == "":
+        raise bad("fields", "must name at least one field (or be left out for the default)")
+    groups, aggregates = parse_fields(raw_fields or DEFAULT_FIELDS)
     zone = time_zone(params, "timeZone", "UTC")
     report = Report(
         groups, aggregates, zone, datetime.min.replace(tzinfo=UTC), None, [], [None, zone]
@@ -318,7 +330,7 @@ def parse(params: Any, today: date | None = None) -> Report:
     if days and not any(op in (">=", "=", "= ANY") for op, _ in days):
         start = date(1970, 1, 1)  # only an upper bound given
     report.start = _midnight(start, zone)
-    report.end = _midnight(end + timedelta(days=1), zone) if end else None
+    report.end = _midnight(end + timedelta(days=1), zone) if end and end < date.max else None
     whole_hours(zone, report.start, report.end or datetime.now(UTC))
     report.where.append(f"hour >= {report.arg(report.start)}")
     if report.end is not None:

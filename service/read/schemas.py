@@ -219,6 +219,29 @@ FUNNEL: Spec = {
     "ratesHuman": obj(_fields(OPEN_CLICK_RATES, RATE)),
 }
 DELIVERY_ROW = obj({"deliveryId": STR, "campaignId": NSTR, "firstSentAt": TIME, **FUNNEL})
+# The report builder's answer: the groups, then the totals row (service/read/reports.py).
+REPORT = obj(
+    {
+        "metadata": obj(
+            {
+                "ready": {"type": "boolean"},
+                "timeZone": STR,
+                "dateFrom": {"type": "string", "format": "date"},
+                "dateTo": {"type": ["string", "null"], "format": "date"},
+                "groups": COUNT,
+                "truncated": {"type": "boolean"},
+            }
+        ),
+        "result": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": {"type": ["string", "integer", "number", "null"]},
+            },
+        },
+        "error": {"type": "null"},
+    }
+)
 CAMPAIGN_ROW = obj({"campaignId": STR, "deliveries": COUNT, "firstSentAt": TIME, **FUNNEL})
 CAMPAIGN_SUMMARY = obj(
     {

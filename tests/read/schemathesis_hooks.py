@@ -1,14 +1,19 @@
 """Schemathesis hooks for tests/test_openapi.py: constraints between parameters that OpenAPI
 cannot state. Generated queries get dateFrom <= dateTo and each sort field at most once (an
-older name, such as seed 000's spamAt, counting as the field it names)."""
+older name, such as seed 000's spamAt, counting as the field it names). Report builder queries
+get at least one aggregated field, only open and click counts beside a client or country, a
+whole-hour time zone and real calendar dates."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, date, datetime
 from typing import Any
 
 import schemathesis
 
 from service.errors import BadInput
+from service.read import reports
 from service.read.params import moment
 from service.read.recipients import SORT_ALIASES
 
@@ -33,4 +38,48 @@ def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | No
             name = token.lstrip("+-")
             seen.setdefault(SORT_ALIASES.get(name, name), token)
         query["sort"] = ",".join(seen.values())
+    if isinstance(query.get("fields"), str):
+        report_query(query)
     return query
+
+
+def report_query(query: dict[str, Any]) -> None:
+    names = query["fields"].split(",")
+    audience = any(n in ("client", "country_name") for n in names) or any(
+        query.get(n) for n in ("client", "country_name")
+    )
+    counted = set(reports.PER_EVENT)
+    kept = [
+        n
+        for n in names
+        if n in reports.GROUPS
+        or not audience
+        or set(reports.AGGREGATES[reports.ALIASES.get(n, n)].counters) <= counted
+    ]
+    if not any(n not in reports.GROUPS for n in kept):
+        kept.append("sum_opened")
+    query["fields"] = ",".join(kept)
+    zone = query.get("timeZone")
+    if isinstance(zone, str):
+        try:
+            years = range(1970, datetime.now(UTC).year + 2)
+            reports.whole_hours(
+                zone, *(datetime(y, m, 1, tzinfo=UTC) for y in years for m in (1, 7))
+            )
+        except BadInput:
+            query["timeZone"] = "UTC"
+    for name in ("date",):
+        values = query.get(name)
+        if isinstance(values, list):
+            query[name] = [_REAL_DATE.sub(_real, v) if isinstance(v, str) else v for v in values]
+
+
+_REAL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _real(match: re.Match[str]) -> str:
+    try:
+        date.fromisoformat(match.group())
+        return match.group()
+    except ValueError:
+        return match.group()[:8] + "28"

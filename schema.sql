@@ -647,7 +647,11 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
             CASE WHEN s.sent THEN coalesce(sent_at, first_event_at) END,
             CASE WHEN s.sent AND hard_bounced_at IS NULL THEN s.reached END,
             opened_at, human_opened_at, clicked_at, human_clicked_at,
-            greatest(opened_at, clicked_at), greatest(human_opened_at, human_clicked_at),
+            -- (greatest ignores a NULL: both must be there)
+            CASE WHEN opened_at IS NOT NULL AND clicked_at IS NOT NULL
+                 THEN greatest(opened_at, clicked_at) END,
+            CASE WHEN human_opened_at IS NOT NULL AND human_clicked_at IS NOT NULL
+                 THEN greatest(human_opened_at, human_clicked_at) END,
             unsubscribed_at, complained_at,
             CASE WHEN s.sent THEN least(unsubscribed_at, complained_at, hard_bounced_at,
                                         CASE WHEN s.reached IS NULL THEN bounced_at END) END,

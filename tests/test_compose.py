@@ -101,6 +101,14 @@ def test_a_consumer_is_checked_on_its_own_metrics_port(name: str) -> None:
     assert "/readyz" in " ".join(service["healthcheck"]["test"])
 
 
+@pytest.mark.parametrize("name", ["normalizer", "fold"])
+def test_a_consumers_metrics_can_be_scraped_from_the_host(name: str) -> None:
+    service = SERVICES[name]
+    port = service["environment"]["MAILFOLD_METRICS_PORT"]
+    assert service["environment"]["MAILFOLD_METRICS_HOST"] == "0.0.0.0"
+    assert f"127.0.0.1:{port}:{port}" in service["ports"]
+
+
 def test_the_image_installs_the_locked_dependencies_then_the_wheel_as_a_non_root_user() -> None:
     final = (ROOT / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
     lock = final.index("--require-hashes")

@@ -296,6 +296,7 @@ def modifiers(param: str, values: list[str], group: Group) -> list[tuple[str, An
 
 
 def parse(params: Any, today: date | None = None) -> Report:
+    """A report request's parameters, checked; every problem is a 400 naming its parameter."""
     unknown = sorted(set(params.keys()) - PARAMS - set(UNKNOWABLE))
     if unknown:
         raise bad(
@@ -309,35 +310,9 @@ def parse(params: Any, today: date | None = None) -> Report:
         raise bad("fields", "must name at least one field (or be left out for the default)")
     groups, aggregates = parse_fields(raw_fields or DEFAULT_FIELDS)
     zone = time_zone(params, "timeZone", "UTC")
-    report = Report(
-        groups, aggregates, zone, datetime.min.replace(tzinfo=UTC), None, [], [None, zone]
-    )
-    days = [(op, v) for op, v in modifiers("date", params.getlist("date"), GROUPS["date"])]
-    today = today or datetime.now(zoneinfo.ZoneInfo(zone)).date()
-    start = today - timedelta(days=DEFAULT_DAYS)
-    end: date | None = None
-    ranges: list[date] | None = None
-    for op, value in days:
-        if op == ">=":
-            start = _day(value)
-        elif op == "<=":
-            end = _day(value)
-        elif op == "=":
-            start = end = _day(value)
-        else:
-            ranges = [_day(v) for v in value]
-            start, end = min(ranges), max(ranges)
-    if days and not any(op in (">=", "=", "= ANY") for op, _ in days):
-        start = date(1970, 1, 1)  # only an upper bound given
-    report.start = _midnight(start, zone)
-    report.end = _midnight(end + timedelta(days=1), zone) if end and end < date.max else None
-    whole_hours(zone, report.start, report.end or datetime.now(UTC))
-    report.where.append(f"hour >= {report.arg(report.start)}")
-    if report.end is not None:
-        report.where.append(f"hour < {report.arg(report.end)}")
-    if ranges is not None:
-        days_in = [d.isoformat() for d in ranges]
-        report.where.append(f"{GROUPS['date'].sql} = ANY({report.arg(days_in)})")
+    report = Report(groups, aggregates, zone, datetime.min.replace(tzinfo=UTC), None, [], [None])
+    report.arg(zone)  # $2
+    dates(report, params.getlist("date"), today)
     for name, group in GROUPS.items():
         filters = modifiers(name, params.getlist(name), group) if name != "date" else []
         report.filtered_audience |= group.audience and bool(filters)
@@ -346,6 +321,31 @@ def parse(params: Any, today: date | None = None) -> Report:
     if report.audience:
         audience_only(report)
     return report
+
+
+def dates(report: Report, values: list[str], today: date | None) -> None:
+    """The `date` filters as a range of UTC hours (the rollups' index), and the days themselves
+    for `in:`; the last DEFAULT_DAYS days without any."""
+    zone = report.zone
+    days = modifiers("date", values, GROUPS["date"])
+    today = today or datetime.now(zoneinfo.ZoneInfo(zone)).date()
+    start: date | None = None if days else today - timedelta(days=DEFAULT_DAYS)
+    end: date | None = None
+    for op, value in days:
+        if op == "= ANY":
+            listed = [_day(v) for v in value]
+            start, end = min(listed), max(listed)
+            report.where.append(f"{GROUPS['date'].sql} = ANY({report.arg(value)})")
+        elif op in (">=", "="):
+            start = _day(value)
+        if op in ("<=", "="):
+            end = _day(value)
+    report.start = _midnight(start or date(1970, 1, 1), zone)
+    report.end = _midnight(end + timedelta(days=1), zone) if end and end < date.max else None
+    whole_hours(zone, report.start, report.end or datetime.now(UTC))
+    report.where.append(f"hour >= {report.arg(report.start)}")
+    if report.end is not None:
+        report.where.append(f"hour < {report.arg(report.end)}")
 
 
 def statement(report: Report, source: str) -> str:

@@ -49,30 +49,77 @@ DEFAULT_FIELDS = "date,sum_sended,sum_delivered,sum_opened_unique,sum_clicked_un
 LOCAL = "(hour AT TIME ZONE $2)"
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
+    """A grouping field: its SQL over a rollup row (native types, cheap per row), the form of a
+    filter value, and the conversions between the answer's text and the SQL value."""
+
     sql: str
     pattern: str  # what a filter value must look like
-    number: bool = False  # an integer in the answer
+    to_sql: Callable[[str], Any] = _same  # a filter value as the SQL value
+    to_json: Callable[[Any], Any] = _same  # the SQL value as the answer shows it
     audience: bool = False  # only report_audience has it
     total: Any = ""  # its value in the totals row
 
 
+def _week(value: str) -> date:
+    year, week = value.split("-W")
+    try:
+        return date.fromisocalendar(int(year), int(week), 1)
+    except ValueError:
+        raise bad("week", f"{value} is not an ISO week") from None
+
+
+def _iso_week(monday: date) -> str:
+    year, week, _ = monday.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _month(value: str) -> date:
+    try:
+        return date(int(value[:4]), int(value[5:7]), 1)
+    except ValueError:
+        raise bad("month_year", f"{value} is not a month (YYYY-MM)") from None
+
+
+def _quarter(value: str) -> date:
+    return date(int(value[:4]), 3 * int(value[-1]) - 2, 1)
+
+
 _INT = r"[0-9]{1,4}"
 _ID = r"[^,\x00]{0,256}"
+_DAY = r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+
+
+def _part(field: str) -> Group:
+    """A number of the local time (hour, year...): date_part's float is cheaper than extract's
+    numeric."""
+    return Group(f"date_part('{field}', {LOCAL})::int", _INT, int, total=None)
+
+
 GROUPS: dict[str, Group] = {
-    "date": Group(
-        f"to_char({LOCAL}, 'YYYY-MM-DD')",
-        r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])",
-        total="1970-01-01",
+    "date": Group(f"{LOCAL}::date", _DAY, lambda v: _day(v), date.isoformat, total="1970-01-01"),
+    "hour": _part("hour"),
+    "week": Group(f"date_trunc('week', {LOCAL})::date", r"[0-9]{4}-W[0-9]{2}", _week, _iso_week),
+    "month_year": Group(
+        f"date_trunc('month', {LOCAL})::date",
+        r"[0-9]{4}-[0-9]{2}",
+        _month,
+        lambda d: d.strftime("%Y-%m"),
     ),
-    "hour": Group(f"extract(hour FROM {LOCAL})::int", _INT, number=True, total=None),
-    "week": Group(f"to_char({LOCAL}, 'IYYY-\"W\"IW')", r"[0-9]{4}-W[0-9]{2}"),
-    "month_year": Group(f"to_char({LOCAL}, 'YYYY-MM')", r"[0-9]{4}-[0-9]{2}"),
-    "quarter": Group(f"to_char({LOCAL}, 'YYYY-\"Q\"Q')", r"[0-9]{4}-Q[1-4]"),
-    "year": Group(f"extract(year FROM {LOCAL})::int", _INT, number=True, total=None),
-    "day_of_month": Group(f"extract(day FROM {LOCAL})::int", _INT, number=True, total=None),
-    "day_of_week": Group(f"extract(isodow FROM {LOCAL})::int", _INT, number=True, total=None),
+    "quarter": Group(
+        f"date_trunc('quarter', {LOCAL})::date",
+        r"[0-9]{4}-Q[1-4]",
+        _quarter,
+        lambda d: f"{d.year}-Q{(d.month - 1) // 3 + 1}",
+    ),
+    "year": _part("year"),
+    "day_of_month": _part("day"),
+    "day_of_week": _part("isodow"),
     "post": Group("campaign_id", _ID),
     "message": Group("delivery_id", _ID),
     "ab_version": Group("ab_version", _ID),
@@ -289,7 +336,7 @@ def modifiers(param: str, values: list[str], group: Group) -> list[tuple[str, An
         for item in items:
             if not re.fullmatch(group.pattern, item):
                 raise bad(param, f"{item[:64]!r} is not a valid {param} value")
-        typed = [int(i) if group.number else i for i in items]
+        typed = [group.to_sql(i) for i in items]
         sql_op = {"ge": ">=", "le": "<=", "in": "= ANY", "": "="}[op]
         out.append((sql_op, typed if op == "in" else typed[0]))
     return out
@@ -333,13 +380,12 @@ def dates(report: Report, values: list[str], today: date | None) -> None:
     end: date | None = None
     for op, value in days:
         if op == "= ANY":
-            listed = [_day(v) for v in value]
-            start, end = min(listed), max(listed)
+            start, end = min(value), max(value)
             report.where.append(f"{GROUPS['date'].sql} = ANY({report.arg(value)})")
         elif op in (">=", "="):
-            start = _day(value)
+            start = value
         if op in ("<=", "="):
-            end = _day(value)
+            end = value
     report.start = _midnight(start or date(1970, 1, 1), zone)
     report.end = _midnight(end + timedelta(days=1), zone) if end and end < date.max else None
     whole_hours(zone, report.start, report.end or datetime.now(UTC))
@@ -373,7 +419,7 @@ def answer(report: Report, rows: list[Any]) -> dict[str, Any]:
     groups = [r for r in rows if not r["totals"]]
     result = []
     for row in groups[:MAX_GROUPS]:
-        item = {name: row[f"g{i}"] for i, name in enumerate(report.groups)}
+        item = {name: GROUPS[name].to_json(row[f"g{i}"]) for i, name in enumerate(report.groups)}
         result.append(item | values(report, row))
     item = {name: GROUPS[name].total for name in report.groups}
     result.append(item | values(report, totals[0] if totals else {}))

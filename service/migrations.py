@@ -90,16 +90,16 @@ async def rebuild_reports(conn: Any) -> int:
     return sum([await reports.rebuild(conn, row["account_id"]) for row in accounts])
 
 
-async def migrate(dsn: str, upto: int | None = None) -> list[str]:
-    """Apply the migrations the database lacks (up to version `upto`), then make the ledger's
-    partitions ahead; returns the names applied, e.g. ["0002_reports_refusals"]."""
+async def migrate(dsn: str) -> list[str]:
+    """Apply the migrations the database lacks, then make the ledger's partitions ahead; returns
+    the names applied, e.g. ["0002_reports_refusals"]."""
     conn = await db.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK)
         await conn.execute(CREATE_TABLE)
         done = await applied(conn)
         pending = []
-        for migration in load()[:upto]:
+        for migration in load():
             if migration.version not in done:
                 pending.append(migration)
             elif done[migration.version] != migration.checksum:

@@ -6,25 +6,31 @@ and take in what waited in events_default."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from starlette.datastructures import QueryParams
 
+from consumers import fold
 from service import db, migrations
 from service.errors import MailfoldError
 from service.read import reports
+from service.settings import Settings
 from tests.conftest import DATABASE, missing
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[1]
 Blank = Callable[[], Awaitable[str]]
 PG_DUMP = shutil.which("pg_dump") or os.path.join(
     os.environ.get("MAILFOLD_PG_BIN", "/usr/lib/postgresql/15/bin"), "pg_dump"
@@ -279,6 +285,44 @@ async def test_a_release_database_upgrades_keeping_every_row(blank: Blank) -> No
         await conn.close()
 
 
+# -- the command -------------------------------------------------------------------------------
+
+
+def command(database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailfold", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "MAILFOLD_DATABASE_URL": database,
+            "MAILFOLD_SECRET_KEY": "k",
+        },
+    )
+
+
+async def test_migrate_and_reports_rebuild_from_the_command(database: str) -> None:
+    done = command(database, "migrate")
+    assert (done.returncode, json.loads(done.stdout)) == (0, {"migrations": []}), done.stderr
+    conn = await db.connect(database)
+    try:
+        await conn.execute(RELEASE_DATA.split("INSERT INTO messages", 1)[0])
+        await conn.execute("DELETE FROM report_hours")
+    finally:
+        await conn.close()
+
+    one = command(database, "reports", "rebuild", "acme")
+    every = command(database, "reports", "rebuild")
+    unknown = command(database, "reports", "rebuild", "nobody")
+
+    assert one.returncode == 0 and json.loads(one.stdout)["rows"] > 0, one.stderr
+    assert json.loads(every.stdout) == {"rows": json.loads(one.stdout)["rows"] + 1}
+    assert (unknown.returncode, unknown.stderr) == (1, "mailfold: no account 'nobody'\n")
+
+
 # -- the ledger's partitions -------------------------------------------------------------------
 
 
@@ -316,5 +360,22 @@ async def test_an_event_of_a_year_without_partition_moves_into_its_own(blank: Bl
             "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = 'events_2035'"
         )
         assert bounds == "FOR VALUES FROM ('2035-01-01 00:00:00+00') TO ('2036-01-01 00:00:00+00')"
+    finally:
+        await conn.close()
+
+
+async def test_the_fold_makes_a_missing_partition_of_the_coming_years(database: str) -> None:
+    conn = await db.connect(database)
+    try:
+        await conn.execute(f"DROP TABLE events_{date.today().year + 1}")
+        consumer = fold.Fold(Settings(database_url=database, secret_key="k"))
+        try:
+            await consumer.keep_partitions()
+        finally:
+            await consumer.close()
+        made = await conn.fetchval(
+            "SELECT to_regclass($1)::text", f"events_{date.today().year + 1}"
+        )
+        assert made == f"events_{date.today().year + 1}"
     finally:
         await conn.close()

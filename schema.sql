@@ -140,6 +140,8 @@ BEGIN
     FOR y IN this_year..last_year LOOP
         CONTINUE WHEN to_regclass(format('events_%s', y)) IS NOT NULL;
         LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE;
+        -- another session may have made it while this one waited for the lock
+        CONTINUE WHEN to_regclass(format('events_%s', y)) IS NOT NULL;
         bounds := format('occurred_at >= %L AND occurred_at < %L',
                         make_date(y, 1, 1), make_date(y + 1, 1, 1));
         EXECUTE 'CREATE TEMP TABLE mailfold_waiting ON COMMIT DROP AS '

@@ -379,3 +379,19 @@ async def test_the_fold_makes_a_missing_partition_of_the_coming_years(database: 
         assert made == f"events_{date.today().year + 1}"
     finally:
         await conn.close()
+
+
+async def test_partitions_made_at_once_by_two_sessions_are_made_once(database: str) -> None:
+    years = [date.today().year + 1, date.today().year + 2]
+    conns = [await db.connect(database) for _ in range(3)]
+    try:
+        await conns[0].execute(";".join(f"DROP TABLE events_{y}" for y in years))
+        made = await asyncio.gather(
+            *(c.fetchval("SELECT mailfold_ensure_partitions()") for c in conns)
+        )
+        assert sum(made) == 2
+        for y in years:
+            assert await conns[0].fetchval("SELECT to_regclass($1)::text", f"events_{y}")
+    finally:
+        for c in conns:
+            await c.close()

@@ -6,6 +6,7 @@ FROM python:3.11-slim AS wheel
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE schema.sql queries.sql ./
 COPY queries/ queries/
+COPY migrations/ migrations/
 COPY schemas/ schemas/
 COPY service/ service/
 COPY consumers/ consumers/

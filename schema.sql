@@ -1,6 +1,9 @@
 -- Mailfold's PostgreSQL schema. Safe to apply again: every statement is IF NOT EXISTS or
 -- CREATE OR REPLACE. Times are timestamptz (UTC on the wire); ids are text as the platform
 -- sends them; counters are *_count.
+-- It is the whole current schema, to read; databases are built and upgraded by the numbered
+-- files of migrations/ (`mailfold migrate`), and tests/test_migrations.py checks that both give
+-- the same catalog.
 
 -- Tenants. The secret is stored as HMAC-SHA256(MAILFOLD_SECRET_KEY, secret): a keyed hash,
 -- cheap to check per request because the secret itself has 256 bits of entropy.
@@ -106,10 +109,6 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS overridden jsonb;
 -- true when the provider's event time could not be read and occurred_at is when Mailfold
 -- received the event (inwise documents a month 15)
 ALTER TABLE events ADD COLUMN IF NOT EXISTS occurred_at_estimated boolean NOT NULL DEFAULT false;
--- the report builder's audience of an open or click, read by the fold (service/audience.py): the
--- mail client or browser family of user_agent and the country of ip; NULL for other events
-ALTER TABLE events ADD COLUMN IF NOT EXISTS client text;
-ALTER TABLE events ADD COLUMN IF NOT EXISTS country text;
 
 DO $$
 DECLARE y int;
@@ -121,6 +120,41 @@ BEGIN
     END LOOP;
 END $$;
 CREATE TABLE IF NOT EXISTS events_default PARTITION OF events DEFAULT;
+
+-- The ledger's yearly partitions from this year to `ahead` from now, made before their events
+-- arrive (`mailfold migrate` and the fold, once a day, call it). Years are UTC years: Mailfold's
+-- sessions run in UTC, as the partitions of 2015 to 2035 were made. An event of a year without a
+-- partition waits in events_default; PostgreSQL refuses a partition whose range has rows there,
+-- so they are taken out and put back through the new partition in the same transaction, with
+-- the ledger's writers held off meanwhile. A year already made costs one lookup; returns the
+-- number of partitions made.
+CREATE OR REPLACE FUNCTION mailfold_ensure_partitions(ahead interval DEFAULT interval '2 years')
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    this_year int := extract(year FROM now() AT TIME ZONE 'UTC');
+    last_year int := extract(year FROM (now() + ahead) AT TIME ZONE 'UTC');
+    made int := 0;
+    y int;
+    bounds text;
+BEGIN
+    FOR y IN this_year..last_year LOOP
+        CONTINUE WHEN to_regclass(format('events_%s', y)) IS NOT NULL;
+        LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE;
+        -- another session may have made it while this one waited for the lock
+        CONTINUE WHEN to_regclass(format('events_%s', y)) IS NOT NULL;
+        bounds := format('occurred_at >= %L AND occurred_at < %L',
+                        make_date(y, 1, 1), make_date(y + 1, 1, 1));
+        EXECUTE 'CREATE TEMP TABLE mailfold_waiting ON COMMIT DROP AS '
+                'SELECT * FROM events_default WHERE ' || bounds;
+        EXECUTE 'DELETE FROM events_default WHERE ' || bounds;
+        EXECUTE format('CREATE TABLE events_%s PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
+                       y, make_date(y, 1, 1), make_date(y + 1, 1, 1));
+        EXECUTE 'INSERT INTO events SELECT * FROM mailfold_waiting';
+        EXECUTE 'DROP TABLE mailfold_waiting';
+        made := made + 1;
+    END LOOP;
+    RETURN made;
+END $$;
 
 -- One recipient's events in one delivery (timelines, the whole-set rules) are found through
 -- events_contact_idx below: a contact's events across all its deliveries are few, and one index
@@ -303,6 +337,11 @@ CREATE SEQUENCE IF NOT EXISTS feed_seq AS bigint;
 
 ALTER TABLE events ADD COLUMN IF NOT EXISTS feed_xact xid8 NOT NULL DEFAULT pg_current_xact_id();
 ALTER TABLE events ADD COLUMN IF NOT EXISTS feed_seq bigint NOT NULL DEFAULT nextval('feed_seq');
+-- (after the feed's columns, where upgraded ledgers have them)
+-- the report builder's audience of an open or click, read by the fold (service/audience.py): the
+-- mail client or browser family of user_agent and the country of ip; NULL for other events
+ALTER TABLE events ADD COLUMN IF NOT EXISTS client text;
+ALTER TABLE events ADD COLUMN IF NOT EXISTS country text;
 
 -- An event that waited for its delivery enters the feed when it is attributed: its position is
 -- taken anew by the attributing transaction (the feed shows attributed events only).
@@ -860,3 +899,13 @@ CREATE TABLE IF NOT EXISTS webhook_refusals (
 );
 CREATE INDEX IF NOT EXISTS webhook_refusals_account_id_provider_refusal_id_idx
     ON webhook_refusals (account_id, provider, refusal_id);
+
+-- The numbered migrations (migrations/NNNN_name.sql) applied to this database, each with the
+-- SHA-256 of its text when applied; written by `mailfold migrate` (service/migrations.py), which
+-- builds every database, new or old, by running those not yet here in order.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);

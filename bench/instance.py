@@ -15,7 +15,7 @@ import asyncpg
 
 from bench import sendgrid
 from bench.procs import ROOT
-from service import db, kafka
+from service import db, kafka, migrations
 from service.auth import create_account
 from service.providers import save
 from service.settings import Settings
@@ -68,14 +68,14 @@ class Instance:
         return conn
 
     async def prepare_template(self) -> None:
-        """A database with schema.sql applied, cloned for every run."""
+        """A database built by the migrations, cloned for every run."""
         conn = await self.admin()
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE}" WITH (FORCE)')
             await conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
         finally:
             await conn.close()
-        await db.apply_schema(self.dsn(TEMPLATE))
+        await migrations.migrate(self.dsn(TEMPLATE))
 
     async def fresh_database(self, what: str) -> str:
         """A new database cloned from the template; returns its DSN."""

@@ -31,6 +31,8 @@ log = logging.getLogger("mailfold.fold")
 
 SWEEP_EVERY_S = 2.0
 LAG_EVERY_S = 5.0
+# The ledger's partitions ahead (mailfold_ensure_partitions): on start, then once a day.
+PARTITIONS_EVERY_S = 24 * 3600.0
 STAGE = "fold"
 # Errors after which the same batch is simply tried again on a fresh connection.
 RETRYABLE = (
@@ -467,6 +469,18 @@ class Fold:
             metrics.FOLD_RETRIES.inc()
             await self.drop_connection()
 
+    async def keep_partitions(self) -> None:
+        """Make the ledger's yearly partitions ahead of their events; cheap when they are made."""
+        try:
+            async with self.session() as conn:
+                made = await conn.fetchval("SELECT mailfold_ensure_partitions()")
+        except (*RETRYABLE, asyncpg.PostgresError) as exc:
+            log.warning("ledger partitions not checked (run `mailfold migrate`?): %r", exc)
+            await self.drop_connection()
+            return
+        if made:
+            log.info("ledger: %d yearly partitions made ahead", made)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Fold batches until `stop`; the batch in hand is committed whole or abandoned whole."""
         self.stop = stop
@@ -478,8 +492,9 @@ class Fold:
         if not await self.consumer.start_when_reachable(stop):
             await self.close()
             return
-        last_sweep = last_lag = time.monotonic()
+        last_sweep = last_lag = last_partitions = time.monotonic()
         try:
+            await self.keep_partitions()
             while not stop.is_set():
                 records = await self.consumer.batch(timeout_ms=self.settings.fold_batch_wait_ms)
                 if records:
@@ -490,6 +505,9 @@ class Fold:
                 elif time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     await self.sweep()
                     last_sweep = time.monotonic()
+                if time.monotonic() - last_partitions > PARTITIONS_EVERY_S:
+                    await self.keep_partitions()
+                    last_partitions = time.monotonic()
                 if time.monotonic() - last_lag > LAG_EVERY_S:
                     await self.consumer.publish_lag()
                     last_lag = time.monotonic()

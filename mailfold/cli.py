@@ -1,6 +1,8 @@
 """The `mailfold` command: run the service and consumers, manage accounts and providers.
 
-    mailfold init                         apply schema.sql and create the topics
+    mailfold init                         migrate the database and create the topics
+    mailfold migrate                      apply the database's missing migrations/ in order
+    mailfold reports rebuild [ACCOUNT]    report rollups from the ledger (default: every account)
     mailfold serve | normalizer | fold | publisher    run one component in the foreground
     mailfold accounts create NAME [--allow-ip CIDR ...]
     mailfold accounts list | show ACCOUNT | rotate-secret ACCOUNT | disable ACCOUNT | enable ACCOUNT
@@ -37,12 +39,13 @@ import orjson
 
 from consumers import dlq, fold, normalize, publish, replay
 from mailfold import check
-from service import db, kafka, logs, metrics, refusals
+from service import db, kafka, logs, metrics, migrations, refusals
 from service.adapters import SOURCES, derive
 from service.auth import create_account, hash_secret, new_secret, parse_networks
 from service.errors import MailfoldError, ParseError
 from service.events import encode
 from service.providers import save
+from service.read import reports
 from service.settings import Settings
 from service.version import VERSION
 from service.webhooks import PROVIDERS
@@ -64,12 +67,29 @@ def out(data: Any) -> None:
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+async def cmd_migrate(settings: Settings, args: argparse.Namespace) -> None:
+    out({"migrations": await migrations.migrate(settings.database_url)})
+
+
+async def cmd_reports(settings: Settings, args: argparse.Namespace) -> None:
+    conn = await db.connect(settings.database_url)
+    try:
+        if args.account is None:
+            out({"rows": await migrations.rebuild_reports(conn)})
+        elif await conn.fetchval(db.QUERIES["show_account"], args.account) is None:
+            raise MailfoldError(f"no account {args.account!r}")
+        else:
+            out({"account": args.account, "rows": await reports.rebuild(conn, args.account)})
+    finally:
+        await conn.close()
+
+
 async def cmd_init(settings: Settings, args: argparse.Namespace) -> None:
-    await db.apply_schema(settings.database_url)
+    applied = await migrations.migrate(settings.database_url)
     await kafka.ensure_topics(settings, extra=[settings.suppressions_topic])
     out(
         {
-            "schema": "applied",
+            "migrations": applied,
             "topics": [
                 settings.raw_topic,
                 settings.events_topic,
@@ -324,7 +344,14 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mailfold", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"mailfold {VERSION}")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("init", help="apply schema.sql and create the Kafka topics")
+    sub.add_parser("init", help="migrate the database and create the Kafka topics")
+    sub.add_parser("migrate", help="apply the database's missing migrations, in order")
+    rebuild = sub.add_parser("reports", help="the report builder's rollups").add_subparsers(
+        dest="action", required=True
+    )
+    rebuild.add_parser(
+        "rebuild", help="recompute an account's rollups from the ledger (none given: every one)"
+    ).add_argument("account", nargs="?")
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
@@ -454,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(publish.serve(settings))
         elif args.command == "init":
             asyncio.run(cmd_init(settings, args))
+        elif args.command == "migrate":
+            asyncio.run(cmd_migrate(settings, args))
+        elif args.command == "reports":
+            asyncio.run(cmd_reports(settings, args))
         elif args.command == "accounts":
             asyncio.run(cmd_accounts(settings, args))
         elif args.command == "providers":

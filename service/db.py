@@ -70,8 +70,10 @@ async def create_pool(dsn: str, size: int = 10) -> asyncpg.Pool[Any]:
 
 
 async def apply_schema(dsn: str) -> None:
-    """Apply schema.sql (idempotent) under an advisory lock, so concurrent starts don't race."""
-    conn = await asyncpg.connect(dsn)
+    """Apply schema.sql (idempotent) under an advisory lock, so concurrent starts don't race.
+    Databases are built by service.migrations; this puts back what schema.sql names (bench's
+    dropped indexes) and builds the reference its migrations are compared with."""
+    conn = await connect(dsn)
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(7412001)")

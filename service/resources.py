@@ -1,7 +1,9 @@
-"""The package data: schema.sql, the named queries, the event's JSON Schema, reference data.
+"""The package data: schema.sql, migrations, the named queries, the event's JSON Schema, reference
+data.
 
-A wheel carries schema.sql, queries.sql, queries/ and schemas/ inside this package, under data/
-(pyproject.toml maps them there at build time); a checkout keeps them at the repository's root.
+A wheel carries schema.sql, migrations/, queries.sql, queries/ and schemas/ inside this package,
+under data/ (pyproject.toml maps them there at build time); a checkout keeps them at the
+repository's root.
 Both are found through importlib.resources, so an installed wheel runs as a clone does.
 """
 
@@ -15,7 +17,7 @@ REFERENCE = PACKAGE / "reference"
 
 
 def data() -> Traversable:
-    """The folder holding schema.sql, queries.sql, queries/ and schemas/."""
+    """The folder holding schema.sql, migrations/, queries.sql, queries/ and schemas/."""
     packaged = PACKAGE / "data"
     return packaged if packaged.is_dir() else PACKAGE / ".."
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from service import db, kafka
+from service import kafka, migrations
 from service.settings import Settings
 from tests.harness import Harness
 
@@ -58,7 +58,7 @@ async def kafka_up() -> str:
 
 @pytest.fixture(scope="session")
 async def template_db() -> AsyncIterator[str]:
-    """A database with schema.sql applied, cloned for every test that needs one."""
+    """A database built by the migrations, cloned for every test that needs one."""
     try:
         admin = await asyncpg.connect(f"{DATABASE}/postgres", timeout=10)
     except Exception as exc:
@@ -68,7 +68,7 @@ async def template_db() -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{TEMPLATE}"')
     finally:
         await admin.close()
-    await db.apply_schema(f"{DATABASE}/{TEMPLATE}")
+    await migrations.migrate(f"{DATABASE}/{TEMPLATE}")
     yield TEMPLATE
     admin = await asyncpg.connect(f"{DATABASE}/postgres", timeout=10)
     try:

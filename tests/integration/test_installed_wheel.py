@@ -104,10 +104,16 @@ def until(answer: httpx.Response | None, deadline: float) -> bool:
 
 def test_installed_wheel_reads_its_sql_from_itself(installed: Path) -> None:
     python = installed / "venv" / "bin" / "python"
-    code = "from service import db; print(db.SCHEMA_PATH); print(len(db.QUERIES))"
-    schema, count = run(python, "-c", code, cwd=installed, env={"PATH": "/usr/bin:/bin"}).split()
+    code = (
+        "from service import db, migrations; print(db.SCHEMA_PATH); print(len(db.QUERIES));"
+        "print(migrations.FOLDER); print(len(migrations.load()))"
+    )
+    answer = run(python, "-c", code, cwd=installed, env={"PATH": "/usr/bin:/bin"})
+    schema, count, folder, versions = answer.split()
     assert Path(schema).is_relative_to(installed / "venv") and Path(schema).is_file()
     assert int(count) > 50
+    assert Path(folder).is_relative_to(installed / "venv")
+    assert int(versions) == len(list((ROOT / "migrations").glob("*.sql")))
     mailfold = installed / "venv" / "bin" / "mailfold"
     assert "usage: mailfold" in run(mailfold, "--help", cwd=installed)
 

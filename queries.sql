@@ -267,6 +267,19 @@ upsert_report_hours AS (
         clicked = t.clicked + excluded.clicked,
         clicked_human = t.clicked_human + excluded.clicked_human
 ),
+upsert_report_days AS (
+    INSERT INTO report_days AS t (account_id, hour, campaign_id, delivery_id, source, ab_version,
+                                  opened, opened_human, clicked, clicked_human)
+    SELECT account_id, date_trunc('day', hour, 'UTC'), campaign_id, delivery_id, source,
+           ab_version, sum(opened), sum(opened_human), sum(clicked), sum(clicked_human)
+    FROM report_events
+    GROUP BY 1, 2, 3, 4, 5, 6
+    ORDER BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version) DO UPDATE SET
+        opened = t.opened + excluded.opened, opened_human = t.opened_human + excluded.opened_human,
+        clicked = t.clicked + excluded.clicked,
+        clicked_human = t.clicked_human + excluded.clicked_human
+),
 upsert_report_audience AS (
     INSERT INTO report_audience AS t (account_id, hour, campaign_id, delivery_id, source,
                                       ab_version, client, country, opened, opened_human, clicked,

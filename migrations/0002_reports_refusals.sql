@@ -1,6 +1,6 @@
 -- 0002: from the first release to the report builder and the operator's tools: the accounts'
 -- disabled_at, the ledger's client and country of opens and clicks, the recipients' source and
--- drop kind, the report rollups (report_hours, report_audience) with the functions and trigger
+-- drop kind, the report rollups (report_hours, report_days, report_audience) with the functions and trigger
 -- that keep them, and the bounded log of refused webhook requests.
 -- The rollups start empty: `mailfold migrate` fills them from the ledger for every account after
 -- this step (service.read.reports.rebuild), as the line below asks.
@@ -23,6 +23,7 @@ ALTER TABLE recipients ADD COLUMN IF NOT EXISTS drop_kind text;
 -- transaction: counts per account, UTC hour, campaign, delivery, source and A/B version
 -- (report_hours), and opens and clicks further by client and country (report_audience).
 -- Two kinds of counter:
+-- report_days sums report_hours by UTC day. Two kinds of counter:
 --   * per event, opens and clicks (opened, clicked and their human-only counts), from the fold's
 --     new events under each event's own fields; moved by the whole-set machine rules and
 --     replays like delivery_stats;
@@ -71,6 +72,12 @@ CREATE TABLE IF NOT EXISTS report_hours (
     delivery_id           text NOT NULL,
     source                text NOT NULL,
     ab_version            text NOT NULL,
+    -- whether any count is left: a row whose counts moved to another hour stays behind as zeros
+    -- (first, so that reading it does not unpack the counters)
+    live                  boolean GENERATED ALWAYS AS (
+        (opened, clicked, recipients, sent, delivered, opened_unique, clicked_unique,
+         unsubscribed, complained, churned, bounced, dropped) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    ) STORED,
     -- per event
     opened                bigint NOT NULL DEFAULT 0,
     opened_human          bigint NOT NULL DEFAULT 0,
@@ -98,14 +105,17 @@ CREATE TABLE IF NOT EXISTS report_hours (
     dropped_nonexistent   bigint NOT NULL DEFAULT 0,
     dropped_complained    bigint NOT NULL DEFAULT 0,
     dropped_unsubscribed  bigint NOT NULL DEFAULT 0,
-    -- whether any count is left: a row whose counts moved to another hour stays behind as zeros
-    live                  boolean GENERATED ALWAYS AS (
-        (opened, clicked, recipients, sent, delivered, opened_unique, clicked_unique,
-         unsubscribed, complained, churned, bounced, dropped) <> (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    ) STORED,
     PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version)
 );
 ALTER TABLE report_hours SET (fillfactor = 90);
+
+-- report_hours summed by UTC day (`hour` is the day's first hour), kept beside it: a report in UTC
+-- at a day's grain or coarser reads one row where report_hours has a dozen.
+CREATE TABLE IF NOT EXISTS report_days (
+    LIKE report_hours INCLUDING DEFAULTS INCLUDING GENERATED,
+    PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version)
+);
+ALTER TABLE report_days SET (fillfactor = 90);
 
 CREATE TABLE IF NOT EXISTS report_audience (
     account_id     text NOT NULL,
@@ -116,11 +126,11 @@ CREATE TABLE IF NOT EXISTS report_audience (
     ab_version     text NOT NULL,
     client         text NOT NULL,
     country        text NOT NULL,
+    live           boolean GENERATED ALWAYS AS ((opened, clicked) <> (0, 0)) STORED,
     opened         bigint NOT NULL DEFAULT 0,
     opened_human   bigint NOT NULL DEFAULT 0,
     clicked        bigint NOT NULL DEFAULT 0,
     clicked_human  bigint NOT NULL DEFAULT 0,
-    live           boolean GENERATED ALWAYS AS ((opened, clicked) <> (0, 0)) STORED,
     PRIMARY KEY (account_id, hour, campaign_id, delivery_id, source, ab_version, client, country)
 );
 ALTER TABLE report_audience SET (fillfactor = 90);
@@ -149,7 +159,11 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
             CASE WHEN s.sent THEN coalesce(sent_at, first_event_at) END,
             CASE WHEN s.sent AND hard_bounced_at IS NULL THEN s.reached END,
             opened_at, human_opened_at, clicked_at, human_clicked_at,
-            greatest(opened_at, clicked_at), greatest(human_opened_at, human_clicked_at),
+            -- (greatest ignores a NULL: both must be there)
+            CASE WHEN opened_at IS NOT NULL AND clicked_at IS NOT NULL
+                 THEN greatest(opened_at, clicked_at) END,
+            CASE WHEN human_opened_at IS NOT NULL AND human_clicked_at IS NOT NULL
+                 THEN greatest(human_opened_at, human_clicked_at) END,
             unsubscribed_at, complained_at,
             CASE WHEN s.sent THEN least(unsubscribed_at, complained_at, hard_bounced_at,
                                         CASE WHEN s.reached IS NULL THEN bounced_at END) END,
@@ -201,6 +215,17 @@ LANGUAGE sql IMMUTABLE AS $$
                 c.bounce_reason, c.drop_kind) m
             GROUP BY 1, 2, 3, 4, 5, 6, 7
             HAVING sum(c.sign) <> 0
+        ),
+        days AS (
+            INSERT INTO report_days AS t
+                (account_id, hour, campaign_id, delivery_id, source, ab_version, %2$s)
+            SELECT account_id, date_trunc('day', hour, 'UTC'), campaign_id, delivery_id, source,
+                   ab_version, %3$s
+            FROM marks
+            GROUP BY 1, 2, 3, 4, 5, 6
+            ORDER BY 1, 2, 3, 4, 5, 6
+            ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version)
+            DO UPDATE SET %4$s
         )
         INSERT INTO report_hours AS t
             (account_id, hour, campaign_id, delivery_id, source, ab_version, %2$s)
@@ -316,7 +341,7 @@ END $$;
 CREATE OR REPLACE FUNCTION mailfold_recipients_truncated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE recipient_search, delivery_counts, report_hours, report_audience;
+    TRUNCATE recipient_search, delivery_counts, report_hours, report_days, report_audience;
     RETURN NULL;
 END $$;
 

@@ -124,6 +124,17 @@ report_hours_marked AS (
      WHERE t.account_id = m.account_id AND t.hour = m.hour AND t.campaign_id = m.campaign_id
        AND t.delivery_id = m.delivery_id AND t.source = m.source AND t.ab_version = m.ab_version
 ),
+report_days_marked AS (
+    UPDATE report_days t
+       SET opened_human = t.opened_human - m.opened_human,
+           clicked_human = t.clicked_human - m.clicked_human
+      FROM (SELECT account_id, date_trunc('day', hour, 'UTC') AS hour, campaign_id, delivery_id,
+                   source, ab_version, sum(opened_human) AS opened_human,
+                   sum(clicked_human) AS clicked_human
+            FROM report_marked GROUP BY 1, 2, 3, 4, 5, 6) m
+     WHERE t.account_id = m.account_id AND t.hour = m.hour AND t.campaign_id = m.campaign_id
+       AND t.delivery_id = m.delivery_id AND t.source = m.source AND t.ab_version = m.ab_version
+),
 report_audience_marked AS (
     UPDATE report_audience t
        SET opened_human = t.opened_human - m.opened_human,

@@ -89,6 +89,17 @@ report_hours_folded AS (
      WHERE t.account_id = f.account_id AND t.hour = f.hour AND t.campaign_id = f.campaign_id
        AND t.delivery_id = f.delivery_id AND t.source = f.source AND t.ab_version = f.ab_version
 ),
+report_days_folded AS (
+    UPDATE report_days t
+       SET opened = t.opened - f.opened, opened_human = t.opened_human - f.opened_human,
+           clicked = t.clicked - f.clicked, clicked_human = t.clicked_human - f.clicked_human
+      FROM (SELECT account_id, date_trunc('day', hour, 'UTC') AS hour, campaign_id, delivery_id,
+                   source, ab_version, sum(opened) AS opened, sum(opened_human) AS opened_human,
+                   sum(clicked) AS clicked, sum(clicked_human) AS clicked_human
+            FROM report_folded GROUP BY 1, 2, 3, 4, 5, 6) f
+     WHERE t.account_id = f.account_id AND t.hour = f.hour AND t.campaign_id = f.campaign_id
+       AND t.delivery_id = f.delivery_id AND t.source = f.source AND t.ab_version = f.ab_version
+),
 report_audience_folded AS (
     UPDATE report_audience t
        SET opened = t.opened - f.opened, opened_human = t.opened_human - f.opened_human,

@@ -101,6 +101,7 @@ FROM marks
 GROUP BY 1, 2, 3, 4, 5, 6
 
 -- name: report_ledger_audience
+-- the opens and clicks per hour, client and country, from the ledger
 SELECT account_id, date_trunc('hour', occurred_at, 'UTC') AS hour,
        coalesce(campaign_id, '') AS campaign_id, delivery_id, source,
        coalesce(ab_version, '') AS ab_version, coalesce(client, '') AS client,

@@ -126,13 +126,14 @@ TABLES = {
     "delivery_counts": "account_id, delivery_id, campaign_id",
     "recipient_search": "account_id, delivery_id, recipient_key",
     "report_hours": "account_id, hour, campaign_id, delivery_id, source, ab_version",
+    "report_days": "account_id, hour, campaign_id, delivery_id, source, ab_version",
     "report_audience": "account_id, hour, campaign_id, delivery_id, source, ab_version, client, "
     "country",
 }
 COLUMNS = {"events": "event_id, delivery_id, machine, machine_reason, agent_class"}
 # Report rollup rows whose counts a later, earlier-dated event moved away stay behind as zeros
 # (not live); they read as nothing, so only live rows are compared.
-WHERE = {"report_hours": "live", "report_audience": "live"}
+WHERE = {"report_hours": "live", "report_days": "live", "report_audience": "live"}
 
 
 def select(table: str, order: str, columns: dict[str, str] = COLUMNS) -> str:
@@ -239,6 +240,7 @@ def test_folding_the_set_once_gives_the_expected_story(expected: dict[str, list[
         ("complained", sum(r["complained_at"] is not None for r in recipients)),
     ]:
         assert sum(h[counter] for h in hours) == figure > 0, counter
+        assert sum(d[counter] for d in expected["report_days"]) == figure, counter
         if counter in reports.PER_EVENT:
             assert sum(a[counter] for a in expected["report_audience"]) == figure, counter
 

@@ -244,10 +244,22 @@ class Report:
     args: list[Any]
     filtered_audience: bool = False
 
+    filtered_hour: bool = False
+
     @property
     def audience(self) -> bool:
         """Whether a client or country is asked for: only report_audience has them."""
         return self.filtered_audience or any(GROUPS[g].audience for g in self.groups)
+
+    @property
+    def rollup(self) -> str:
+        """The rollup that answers: report_audience for a client or country; report_days in a
+        zone that is UTC over the whole range, without the hour of the day; else report_hours."""
+        if self.audience:
+            return "audience"
+        if self.filtered_hour or "hour" in self.groups or not utc_all_along(self):
+            return "hours"
+        return "days"
 
     @property
     def counters(self) -> list[str]:
@@ -291,6 +303,21 @@ def audience_only(report: Report) -> None:
                 "sum_opened, sum_clicked and their _human variants can (an open or click has a "
                 "client and country; a recipient may have several)",
             )
+
+
+def utc_all_along(report: Report) -> bool:
+    """Whether the report's zone is UTC from its start to its end (checked at both and at every
+    half year between, where daylight saving would show)."""
+    tz = zoneinfo.ZoneInfo(report.zone)
+    end = report.end or datetime.now(UTC)
+    moments = [report.start, end]
+    moments += [
+        datetime(year, month, 1, tzinfo=UTC)
+        for year in range(report.start.year, end.year + 1)
+        for month in (1, 7)
+        if report.start < datetime(year, month, 1, tzinfo=UTC) < end
+    ]
+    return all(not m.astimezone(tz).utcoffset() for m in moments)
 
 
 def whole_hours(zone: str, *moments: datetime) -> None:
@@ -363,6 +390,7 @@ def parse(params: Any, today: date | None = None) -> Report:
     for name, group in GROUPS.items():
         filters = modifiers(name, params.getlist(name), group) if name != "date" else []
         report.filtered_audience |= group.audience and bool(filters)
+        report.filtered_hour |= name == "hour" and bool(filters)
         for op, value in filters:
             report.where.append(f"{group.sql} {op}({report.arg(value)})")
     if report.audience:
@@ -448,7 +476,7 @@ def values(report: Report, row: Any) -> dict[str, Any]:
 async def run(conn: Any, account: str, report: Report, ledger: bool = False) -> dict[str, Any]:
     """The report for `account` from the rollups, or, with `ledger`, recomputed from the ledger
     (the baseline, never the API's way)."""
-    source = (LEDGER if ledger else TABLES)[report.audience]
+    source = (LEDGER if ledger else TABLES)[report.rollup]
     rows = await conn.fetch(statement(report, source), account, *report.args[1:])
     return answer(report, rows)
 
@@ -458,13 +486,28 @@ def _ledger(name: str) -> str:
     return f"({db.QUERIES[name]}\n) AS ledger"
 
 
-# The rollups recomputed from the ledger, by whether the report needs report_audience.
-LEDGER = {False: _ledger("report_ledger_hours"), True: _ledger("report_ledger_audience")}
-TABLES = {False: "report_hours", True: "report_audience"}
 KEYS = ("account_id", "hour", "campaign_id", "delivery_id", "source", "ab_version")
 COLUMNS = {
-    False: (*KEYS, *PER_EVENT, *PER_RECIPIENT),
-    True: (*KEYS, "client", "country", *PER_EVENT),
+    "hours": (*KEYS, *PER_EVENT, *PER_RECIPIENT),
+    "days": (*KEYS, *PER_EVENT, *PER_RECIPIENT),
+    "audience": (*KEYS, "client", "country", *PER_EVENT),
+}
+TABLES = {"hours": "report_hours", "days": "report_days", "audience": "report_audience"}
+_DAYS = ", ".join(
+    [
+        "account_id",
+        "date_trunc('day', hour, 'UTC') AS hour",
+        *KEYS[2:],
+        "bool_or(live) AS live",
+        *(f"sum({c}) AS {c}" for c in (*PER_EVENT, *PER_RECIPIENT)),
+    ]
+)
+# Each rollup recomputed from the ledger.
+LEDGER = {
+    "hours": _ledger("report_ledger_hours"),
+    "days": f"(SELECT {_DAYS} FROM {_ledger('report_ledger_hours')} GROUP BY "
+    "1, 2, 3, 4, 5, 6) AS ledger_days",
+    "audience": _ledger("report_ledger_audience"),
 }
 
 
@@ -474,12 +517,12 @@ async def rebuild(conn: Any, account: str) -> int:
     on top of what this transaction saw."""
     written = 0
     async with conn.transaction():
-        await conn.execute("LOCK TABLE report_hours, report_audience IN SHARE ROW EXCLUSIVE MODE")
-        for audience, table in TABLES.items():
-            columns = ", ".join(COLUMNS[audience])
+        await conn.execute(f"LOCK TABLE {', '.join(TABLES.values())} IN SHARE ROW EXCLUSIVE MODE")
+        for rollup, table in TABLES.items():
+            columns = ", ".join(COLUMNS[rollup])
             await conn.execute(f"DELETE FROM {table} WHERE account_id = $1", account)
             status = await conn.execute(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {LEDGER[audience]}",
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {LEDGER[rollup]}",
                 account,
             )
             written += int(status.rsplit(" ", 1)[1])

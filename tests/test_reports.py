@@ -104,6 +104,19 @@ def test_only_a_client_or_country_reads_the_audience_rollup() -> None:
             parse(query)
 
 
+def test_each_report_reads_the_coarsest_rollup_that_answers_it() -> None:
+    june = "date=ge:2025-06-01&date=le:2025-06-30"
+    assert parse(f"fields=date,post,sum_sended&{june}").rollup == "days"
+    assert parse(f"fields=hour,sum_sended&{june}").rollup == "hours"
+    assert parse(f"fields=sum_sended&hour=ge:9&{june}").rollup == "hours"
+    assert parse(f"fields=date,sum_sended&{june}&timeZone=America/New_York").rollup == "hours"
+    assert parse(f"fields=date,client,sum_opened&{june}").rollup == "audience"
+    # London is UTC in winter only
+    winter = "date=ge:2025-01-01&date=le:2025-01-31&timeZone=Europe/London"
+    assert parse(f"fields=date,sum_sended&{winter}").rollup == "days"
+    assert parse(f"fields=date,sum_sended&{june}&timeZone=Europe/London").rollup == "hours"
+
+
 # -- reports equal the ledger recomputation ------------------------------------------------------
 
 

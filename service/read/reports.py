@@ -305,11 +305,18 @@ def audience_only(report: Report) -> None:
             )
 
 
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu"})
+
+
 def utc_all_along(report: Report) -> bool:
     """Whether the report's zone is UTC from its start to its end (checked at both and at every
     half year between, where daylight saving would show)."""
+    if report.zone in _UTC_NAMES:
+        return True
     tz = zoneinfo.ZoneInfo(report.zone)
     end = report.end or datetime.now(UTC)
+    if end.year - report.start.year > 50:
+        return False  # not worth checking: the hour rows answer
     moments = [report.start, end]
     moments += [
         datetime(year, month, 1, tzinfo=UTC)

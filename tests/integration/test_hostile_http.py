@@ -215,15 +215,18 @@ READ_PATHS = [
     "/v1/deliveries",
     "/v1/campaigns",
     "/v1/campaigns/{c}",
+    "/v1/reports",
 ]
 SEGMENTS = ["c1", "%FF", "%00", "a" * 3000, "%ED%A0%BD", "..", "%2F", "1e999", "-1"]
 PARAMS = ["limit", "offset", "sort", "signal", "q", "dateFrom", "dateTo", "cursor", "interval",
           "timeZone", "status", "action", "format", "abVersion", "email", "since",
-          "campaignId"]  # fmt: skip
+          "campaignId", "fields", "date", "post", "hour", "week", "quarter",
+          "country_name"]  # fmt: skip
 QUERY_VALUES = ["%FF", "%00", "-1", "99999999999999999999", "1e999", "2022-15-16", "NaN",
                 "a" * 5000, "-openedAt,-openedAt", "%ED%A0%BD", "", "[]", "{}", "0x10",
                 "9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+14:00",
-                "Mars/Olympus"]  # fmt: skip
+                "Mars/Olympus", "ge:9999-12-31", "le:9999-12-31", "in:%00,a", "ge:2025-W53",
+                "date,sum_opened,sum_opened", "in:", "2025-Q9", "Asia/Kathmandu"]  # fmt: skip
 
 
 async def test_no_hostile_read_request_gets_a_5xx(harness: Harness) -> None:

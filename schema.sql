@@ -677,6 +677,58 @@ ALTER TABLE report_audience SET (fillfactor = 90);
 -- and delivered, opened or clicked; bounced = sent with a bounce, split by the kind of the bounce
 -- the row shows; churned = sent and unsubscribed, complained, hard-bounced or bounced without
 -- delivery; clicked_opened = opened and clicked (CTOR's numerator).
+CREATE OR REPLACE FUNCTION mailfold_report_times(
+    first_event_at timestamptz, sent_at timestamptz, dropped_at timestamptz,
+    delivered_at timestamptz, opened_at timestamptz, clicked_at timestamptz,
+    human_opened_at timestamptz, human_clicked_at timestamptz, unsubscribed_at timestamptz,
+    complained_at timestamptz, bounced_at timestamptz, hard_bounced_at timestamptz,
+    bounce_class text, bounce_code text, bounce_reason text, drop_kind text)
+RETURNS timestamptz[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- one expression, so that PostgreSQL inlines it (a sent recipient: not dropped; reached:
+    -- least(delivered_at, opened_at, clicked_at); only a bounce has a kind, whose patterns cost
+    -- microseconds a row)
+    SELECT ARRAY[
+        first_event_at,
+        CASE WHEN dropped_at IS NULL THEN coalesce(sent_at, first_event_at) END,
+        CASE WHEN dropped_at IS NULL AND hard_bounced_at IS NULL
+             THEN least(delivered_at, opened_at, clicked_at) END,
+        opened_at, human_opened_at, clicked_at, human_clicked_at,
+        -- (greatest ignores a NULL: both must be there)
+        CASE WHEN opened_at IS NOT NULL AND clicked_at IS NOT NULL
+             THEN greatest(opened_at, clicked_at) END,
+        CASE WHEN human_opened_at IS NOT NULL AND human_clicked_at IS NOT NULL
+             THEN greatest(human_opened_at, human_clicked_at) END,
+        unsubscribed_at, complained_at,
+        CASE WHEN dropped_at IS NULL THEN
+            least(unsubscribed_at, complained_at, hard_bounced_at,
+                  CASE WHEN least(delivered_at, opened_at, clicked_at) IS NULL THEN bounced_at END)
+        END,
+        CASE WHEN dropped_at IS NULL THEN bounced_at END,
+        CASE WHEN dropped_at IS NULL AND bounced_at IS NOT NULL
+              AND mailfold_bounce_kind(bounce_class, bounce_code, bounce_reason) = 'nonexistent'
+             THEN bounced_at END,
+        CASE WHEN dropped_at IS NULL AND bounced_at IS NOT NULL
+              AND mailfold_bounce_kind(bounce_class, bounce_code, bounce_reason) = 'temporary'
+             THEN bounced_at END,
+        CASE WHEN dropped_at IS NULL AND bounced_at IS NOT NULL
+              AND mailfold_bounce_kind(bounce_class, bounce_code, bounce_reason) = 'spam'
+             THEN bounced_at END,
+        dropped_at,
+        CASE WHEN drop_kind = 'invalid' THEN dropped_at END,
+        CASE WHEN drop_kind = 'nonexistent' THEN dropped_at END,
+        CASE WHEN drop_kind = 'complained' THEN dropped_at END,
+        CASE WHEN drop_kind = 'unsubscribed' THEN dropped_at END
+    ]
+$$;
+
+-- 1 to 21, the counter numbers.
+CREATE OR REPLACE FUNCTION mailfold_report_numbers() RETURNS smallint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21}'::smallint[]
+$$;
+
+-- The same as (time, counter number) rows, the counters a row counts in.
 CREATE OR REPLACE FUNCTION mailfold_report_marks(
     first_event_at timestamptz, sent_at timestamptz, dropped_at timestamptz,
     delivered_at timestamptz, opened_at timestamptz, clicked_at timestamptz,
@@ -686,40 +738,27 @@ CREATE OR REPLACE FUNCTION mailfold_report_marks(
 RETURNS TABLE (at timestamptz, counter smallint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT m.at, m.counter
-    FROM (SELECT dropped_at IS NULL AS sent, least(delivered_at, opened_at, clicked_at) AS reached,
-                 -- only a bounce has a kind (the kinds' patterns cost microseconds a row)
-                 CASE WHEN bounced_at IS NOT NULL THEN
-                     mailfold_bounce_kind(bounce_class, bounce_code, bounce_reason) END AS kind) s
-    CROSS JOIN LATERAL unnest(
-        ARRAY[
-            first_event_at,
-            CASE WHEN s.sent THEN coalesce(sent_at, first_event_at) END,
-            CASE WHEN s.sent AND hard_bounced_at IS NULL THEN s.reached END,
-            opened_at, human_opened_at, clicked_at, human_clicked_at,
-            -- (greatest ignores a NULL: both must be there)
-            CASE WHEN opened_at IS NOT NULL AND clicked_at IS NOT NULL
-                 THEN greatest(opened_at, clicked_at) END,
-            CASE WHEN human_opened_at IS NOT NULL AND human_clicked_at IS NOT NULL
-                 THEN greatest(human_opened_at, human_clicked_at) END,
-            unsubscribed_at, complained_at,
-            CASE WHEN s.sent THEN least(unsubscribed_at, complained_at, hard_bounced_at,
-                                        CASE WHEN s.reached IS NULL THEN bounced_at END) END,
-            CASE WHEN s.sent THEN bounced_at END,
-            CASE WHEN s.sent AND s.kind = 'nonexistent' THEN bounced_at END,
-            CASE WHEN s.sent AND s.kind = 'temporary' THEN bounced_at END,
-            CASE WHEN s.sent AND s.kind = 'spam' THEN bounced_at END,
-            dropped_at,
-            CASE WHEN drop_kind = 'invalid' THEN dropped_at END,
-            CASE WHEN drop_kind = 'nonexistent' THEN dropped_at END,
-            CASE WHEN drop_kind = 'complained' THEN dropped_at END,
-            CASE WHEN drop_kind = 'unsubscribed' THEN dropped_at END
-        ],
-        '{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21}'::smallint[]
+    FROM unnest(
+        mailfold_report_times(first_event_at, sent_at, dropped_at, delivered_at, opened_at,
+                              clicked_at, human_opened_at, human_clicked_at, unsubscribed_at,
+                              complained_at, bounced_at, hard_bounced_at, bounce_class,
+                              bounce_code, bounce_reason, drop_kind),
+        mailfold_report_numbers()
     ) m (at, counter)
     WHERE m.at IS NOT NULL
 $$;
 
--- The per-recipient counters, by the number mailfold_report_marks gives each.
+-- A recipient row's arguments to mailfold_report_times and _marks, under the alias `r`.
+CREATE OR REPLACE FUNCTION mailfold_report_args(r text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format('%1$s.first_event_at, %1$s.sent_at, %1$s.dropped_at, %1$s.delivered_at, '
+                  '%1$s.opened_at, %1$s.clicked_at, %1$s.human_opened_at, %1$s.human_clicked_at, '
+                  '%1$s.unsubscribed_at, %1$s.complained_at, %1$s.bounced_at, '
+                  '%1$s.hard_bounced_at, %1$s.bounce_class, %1$s.bounce_code, '
+                  '%1$s.bounce_reason, %1$s.drop_kind', r)
+$$;
+
+-- The per-recipient counters, by the number mailfold_report_times gives each.
 CREATE OR REPLACE FUNCTION mailfold_report_counters() RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY['recipients', 'sent', 'delivered', 'opened_unique', 'opened_unique_human',
@@ -730,28 +769,24 @@ LANGUAGE sql IMMUTABLE AS $$
                  'dropped_unsubscribed']
 $$;
 
--- The statement that moves the per-recipient counters for the recipient rows a statement
--- changed (`changes`: +1 per row after, -1 per row before, as mailfold_count_sql): each row
--- counts in the hour of each of its marks, and groups whose figures cancel out write nothing.
--- Run by the recipients trigger. A session that sets mailfold.reports to 'off' skips it
--- (scripts/bench measures the fold with and without the rollups that way).
-CREATE OR REPLACE FUNCTION mailfold_report_sql(changes text) RETURNS text
+-- The statement that moves the per-recipient counters by `marks`: rows of (account_id, at,
+-- campaign_id, delivery_id, source, ab_version, counter, sign), +1 for a counter a recipient row
+-- now counts in at `at`, -1 for one it no longer does (mailfold_report_marks_sql). Groups whose
+-- figures cancel out write nothing. Run by the recipients trigger. A session that sets
+-- mailfold.reports to 'off' skips it (scripts/bench measures the fold with and without the
+-- rollups that way).
+CREATE OR REPLACE FUNCTION mailfold_report_sql(marks text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
     SELECT format($sql$
-        WITH changes AS (%1$s),
+        WITH moves AS (%1$s),
         marks AS (
-            SELECT c.account_id, date_trunc('hour', m.at, 'UTC') AS hour,
-                   coalesce(c.campaign_id, '') AS campaign_id, c.delivery_id,
-                   coalesce(c.source, '') AS source, coalesce(c.ab_version, '') AS ab_version,
-                   m.counter, sum(c.sign) AS n
-            FROM changes c
-            CROSS JOIN LATERAL mailfold_report_marks(
-                c.first_event_at, c.sent_at, c.dropped_at, c.delivered_at, c.opened_at,
-                c.clicked_at, c.human_opened_at, c.human_clicked_at, c.unsubscribed_at,
-                c.complained_at, c.bounced_at, c.hard_bounced_at, c.bounce_class, c.bounce_code,
-                c.bounce_reason, c.drop_kind) m
+            SELECT account_id, date_trunc('hour', at, 'UTC') AS hour,
+                   coalesce(campaign_id, '') AS campaign_id, delivery_id,
+                   coalesce(source, '') AS source, coalesce(ab_version, '') AS ab_version,
+                   counter, sum(sign) AS n
+            FROM moves
             GROUP BY 1, 2, 3, 4, 5, 6, 7
-            HAVING sum(c.sign) <> 0
+            HAVING sum(sign) <> 0
         ),
         days AS (
             INSERT INTO report_days AS t
@@ -773,7 +808,7 @@ LANGUAGE sql IMMUTABLE AS $$
         ON CONFLICT (account_id, hour, campaign_id, delivery_id, source, ab_version)
         DO UPDATE SET %4$s
     $sql$,
-    changes,
+    marks,
     array_to_string(mailfold_report_counters(), ', '),
     (SELECT string_agg(format('coalesce(sum(n) FILTER (WHERE counter = %s), 0)', i), ', ')
      FROM generate_subscripts(mailfold_report_counters(), 1) i),
@@ -781,23 +816,44 @@ LANGUAGE sql IMMUTABLE AS $$
      FROM unnest(mailfold_report_counters()) c))
 $$;
 
--- The recipient rows of an update whose report marks changed: an update that leaves every
--- field they read alone (a repeated open, a later delivery) moves nothing and is not looked at.
-CREATE OR REPLACE FUNCTION mailfold_report_changed_sql() RETURNS text
+-- The marks of a trigger's transition tables (`op`: INSERT, UPDATE or DELETE). A new row counts
+-- +1 in each of its counters, a deleted one -1; an updated row moves only the counters whose
+-- time changed (or all of them when its campaign, source or version changed), old -1, new +1.
+CREATE OR REPLACE FUNCTION mailfold_report_marks_sql(op text) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT $sql$
-        SELECT n.account_id, n.delivery_id, n.recipient_key
-        FROM new_rows n JOIN old_rows o USING (account_id, delivery_id, recipient_key)
-        WHERE (n.campaign_id, n.source, n.ab_version, n.first_event_at, n.sent_at,
-               n.delivered_at, n.opened_at, n.human_opened_at, n.clicked_at, n.human_clicked_at,
-               n.unsubscribed_at, n.complained_at, n.bounced_at, n.hard_bounced_at,
-               n.bounce_class, n.bounce_code, n.bounce_reason, n.dropped_at, n.drop_kind)
-              IS DISTINCT FROM
-              (o.campaign_id, o.source, o.ab_version, o.first_event_at, o.sent_at,
-               o.delivered_at, o.opened_at, o.human_opened_at, o.clicked_at, o.human_clicked_at,
-               o.unsubscribed_at, o.complained_at, o.bounced_at, o.hard_bounced_at,
-               o.bounce_class, o.bounce_code, o.bounce_reason, o.dropped_at, o.drop_kind)
-    $sql$
+    SELECT CASE op
+        WHEN 'UPDATE' THEN format($sql$
+            SELECT s.*
+            FROM new_rows n
+            JOIN old_rows o
+              ON n.account_id = o.account_id AND n.delivery_id = o.delivery_id
+             AND n.recipient_key = o.recipient_key
+             -- most updates (another open, a count) leave every field the counters read alone
+             AND (n.campaign_id, n.source, n.ab_version, %3$s)
+                 IS DISTINCT FROM (o.campaign_id, o.source, o.ab_version, %4$s)
+            CROSS JOIN LATERAL unnest(mailfold_report_times(%1$s), mailfold_report_times(%2$s),
+                                      mailfold_report_numbers()) u (n_at, o_at, counter)
+            CROSS JOIN LATERAL (VALUES
+                (n.account_id, u.n_at, n.campaign_id, n.delivery_id, n.source, n.ab_version,
+                 u.counter, 1),
+                (o.account_id, u.o_at, o.campaign_id, o.delivery_id, o.source, o.ab_version,
+                 u.counter, -1)
+            ) s (account_id, at, campaign_id, delivery_id, source, ab_version, counter, sign)
+            WHERE (u.n_at IS DISTINCT FROM u.o_at
+                   OR (n.campaign_id, n.source, n.ab_version)
+                      IS DISTINCT FROM (o.campaign_id, o.source, o.ab_version))
+              AND s.at IS NOT NULL
+            $sql$, mailfold_report_args('n'), mailfold_report_args('o'),
+            mailfold_report_args('n'), mailfold_report_args('o'))
+        ELSE format($sql$
+            SELECT r.account_id, m.at, r.campaign_id, r.delivery_id, r.source, r.ab_version,
+                   m.counter, %2$s AS sign
+            FROM %1$s r CROSS JOIN LATERAL mailfold_report_marks(%3$s) m
+            $sql$,
+            CASE op WHEN 'INSERT' THEN 'new_rows' ELSE 'old_rows' END,
+            CASE op WHEN 'INSERT' THEN '1' ELSE '-1' END,
+            mailfold_report_args('r'))
+    END
 $$;
 
 -- After every statement that changes recipient rows (the fold's upsert, the click-burst
@@ -815,7 +871,7 @@ BEGIN
         END IF;
         EXECUTE mailfold_count_sql('SELECT 1 AS sign, * FROM new_rows');
         IF reports THEN
-            EXECUTE mailfold_report_sql('SELECT 1 AS sign, * FROM new_rows');
+            EXECUTE mailfold_report_sql(mailfold_report_marks_sql(TG_OP));
         END IF;
         -- a plain insert: a recipient row is new once, and its deletion takes this row along
         INSERT INTO recipient_search (account_id, delivery_id, recipient_key, search_text)
@@ -830,11 +886,7 @@ BEGIN
         EXECUTE mailfold_count_sql(
             'SELECT 1 AS sign, * FROM new_rows UNION ALL SELECT -1, * FROM old_rows');
         IF reports THEN
-            EXECUTE mailfold_report_sql(
-                'WITH moved AS (' || mailfold_report_changed_sql() || ')
-                 SELECT 1 AS sign, n.* FROM new_rows n JOIN moved USING (account_id, delivery_id, recipient_key)
-                 UNION ALL
-                 SELECT -1, o.* FROM old_rows o JOIN moved USING (account_id, delivery_id, recipient_key)');
+            EXECUTE mailfold_report_sql(mailfold_report_marks_sql(TG_OP));
         END IF;
         -- a recipient that gained its campaign leaves the NULL group, which may end up empty
         DELETE FROM delivery_counts c
@@ -861,7 +913,7 @@ BEGIN
         END IF;
         EXECUTE mailfold_count_sql('SELECT -1 AS sign, * FROM old_rows');
         IF reports THEN
-            EXECUTE mailfold_report_sql('SELECT -1 AS sign, * FROM old_rows');
+            EXECUTE mailfold_report_sql(mailfold_report_marks_sql(TG_OP));
         END IF;
         DELETE FROM delivery_counts c
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o

@@ -34,6 +34,7 @@ PHASES: dict[str, Callable[[Context], Awaitable[list[Phase]]]] = {
     "e2e": e2e.run,
     "reads": reads.run,
     "reports": reports.run,
+    "rollups": reports.run_rollups,
 }
 SEED = 20250601
 RESULTS = ROOT / "bench" / "results"

@@ -182,3 +182,10 @@ async def run(ctx: Context) -> list[Phase]:
     await rollup_cost(ctx, phase)
     await reads(ctx, phase)
     return [phase]
+
+
+async def run_rollups(ctx: Context) -> list[Phase]:
+    """The rollups' cost to the fold alone (`--phases rollups`), without the month of reads."""
+    phase = Phase("reports")
+    await rollup_cost(ctx, phase)
+    return [phase]

@@ -299,11 +299,14 @@ def read_paths() -> dict[str, Spec]:
 
 def report_params() -> list[Spec]:
     """The report builder's fields, time zone and one filter per grouping field."""
-    names = [*reports.GROUPS, *reports.AGGREGATES, *reports.ALIASES]
+    groups = "|".join(reports.GROUPS)
+    sums = "|".join([*reports.AGGREGATES, *reports.ALIASES])
+    # a comma list of fields, at least one of them aggregated
+    fields = f"^(({groups}|{sums}),)*({sums})(,({groups}|{sums}))*$"
     return [
         query(
             "fields",
-            s.comma_list(names),
+            {"type": "string", "pattern": fields},
             "Grouping and aggregated fields, comma-separated (default "
             f"`{reports.DEFAULT_FIELDS}`). A client or country_name allows only the open and "
             "click counts.",

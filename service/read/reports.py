@@ -87,7 +87,10 @@ def _month(value: str) -> date:
 
 
 def _quarter(value: str) -> date:
-    return date(int(value[:4]), 3 * int(value[-1]) - 2, 1)
+    try:
+        return date(int(value[:4]), 3 * int(value[-1]) - 2, 1)
+    except ValueError:
+        raise bad("quarter", f"{value} is not a quarter (YYYY-Qn)") from None
 
 
 _INT = r"[0-9]{1,4}"

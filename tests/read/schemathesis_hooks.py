@@ -14,7 +14,7 @@ import schemathesis
 
 from service.errors import BadInput
 from service.read import reports
-from service.read.params import moment
+from service.read.params import moment, zones
 from service.read.recipients import SORT_ALIASES
 
 
@@ -49,18 +49,15 @@ def report_query(query: dict[str, Any]) -> None:
         query.get(n) for n in ("client", "country_name")
     )
     counted = set(reports.PER_EVENT)
-    kept = [
-        n
-        for n in names
-        if n in reports.GROUPS
-        or not audience
-        or set(reports.AGGREGATES[reports.ALIASES.get(n, n)].counters) <= counted
+    known = {**reports.AGGREGATES, **{a: reports.AGGREGATES[n] for a, n in reports.ALIASES.items()}}
+    kept = [  # names it does not know are left alone: a negative case stays one
+        n for n in names if not audience or n not in known or set(known[n].counters) <= counted
     ]
-    if not any(n not in reports.GROUPS for n in kept):
+    if not any(n in known for n in kept):
         kept.append("sum_opened")
     query["fields"] = ",".join(kept)
     zone = query.get("timeZone")
-    if isinstance(zone, str):
+    if isinstance(zone, str) and zone in zones():
         try:
             years = range(1970, datetime.now(UTC).year + 2)
             reports.whole_hours(

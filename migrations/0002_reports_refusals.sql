@@ -333,9 +333,6 @@ BEGIN
             RETURN NULL;
         END IF;
         EXECUTE mailfold_count_sql('SELECT 1 AS sign, * FROM new_rows');
-        IF reports THEN
-            EXECUTE mailfold_report_sql(mailfold_report_marks_sql(TG_OP));
-        END IF;
         -- a plain insert: a recipient row is new once, and its deletion takes this row along
         INSERT INTO recipient_search (account_id, delivery_id, recipient_key, search_text)
         SELECT account_id, delivery_id, recipient_key,
@@ -348,9 +345,6 @@ BEGIN
         END IF;
         EXECUTE mailfold_count_sql(
             'SELECT 1 AS sign, * FROM new_rows UNION ALL SELECT -1, * FROM old_rows');
-        IF reports THEN
-            EXECUTE mailfold_report_sql(mailfold_report_marks_sql(TG_OP));
-        END IF;
         -- a recipient that gained its campaign leaves the NULL group, which may end up empty
         DELETE FROM delivery_counts c
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
@@ -375,9 +369,6 @@ BEGIN
             RETURN NULL;
         END IF;
         EXECUTE mailfold_count_sql('SELECT -1 AS sign, * FROM old_rows');
-        IF reports THEN
-            EXECUTE mailfold_report_sql(mailfold_report_marks_sql(TG_OP));
-        END IF;
         DELETE FROM delivery_counts c
         USING (SELECT DISTINCT account_id, delivery_id FROM old_rows) o
         WHERE c.account_id = o.account_id AND c.delivery_id = o.delivery_id
@@ -386,6 +377,9 @@ BEGIN
         DELETE FROM recipient_search s USING old_rows o
         WHERE s.account_id = o.account_id AND s.delivery_id = o.delivery_id
           AND s.recipient_key = o.recipient_key;
+    END IF;
+    IF reports THEN
+        EXECUTE mailfold_report_sql(mailfold_report_marks_sql(TG_OP));
     END IF;
     RETURN NULL;
 END $$;

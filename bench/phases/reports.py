@@ -17,6 +17,7 @@ from unittest import mock
 from urllib.parse import urlencode
 
 import asyncpg
+from starlette.datastructures import QueryParams
 
 from bench.context import Context, Phase
 from bench.http import Connection, basic, request
@@ -89,16 +90,10 @@ async def via_api(api: Connection, account: Account, target: str) -> float:
 
 async def via_ledger(conn: asyncpg.Connection[Any], account: str, target: str) -> float:
     """The same report straight from the ledger, as a statement."""
-    report = reports.parse(_params(target))
+    report = reports.parse(QueryParams(target.split("?", 1)[1]))
     began = time.perf_counter()
     await reports.run(conn, account, report, ledger=True)
     return time.perf_counter() - began
-
-
-def _params(target: str) -> Any:
-    from starlette.datastructures import QueryParams
-
-    return QueryParams(target.split("?", 1)[1])
 
 
 async def reads(ctx: Context, phase: Phase) -> None:

@@ -93,6 +93,16 @@ def _quarter(value: str) -> date:
         raise bad("quarter", f"{value} is not a quarter (YYYY-Qn)") from None
 
 
+def _day(value: str) -> date:
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise bad("date", f"{value[:32]!r} is not a date (YYYY-MM-DD)") from None
+    if day.year < 1970:
+        raise bad("date", f"{value} is out of range (from 1970 on)")
+    return day
+
+
 _INT = r"[0-9]{1,4}"
 _ID = r"[^,\x00]{0,256}"
 _DAY = r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
@@ -105,7 +115,7 @@ def _part(field: str) -> Group:
 
 
 GROUPS: dict[str, Group] = {
-    "date": Group(f"{LOCAL}::date", _DAY, lambda v: _day(v), date.isoformat, total="1970-01-01"),
+    "date": Group(f"{LOCAL}::date", _DAY, _day, date.isoformat, total="1970-01-01"),
     "hour": _part("hour"),
     "week": Group(f"date_trunc('week', {LOCAL})::date", r"[0-9]{4}-W[0-9]{2}", _week, _iso_week),
     "month_year": Group(
@@ -340,16 +350,6 @@ def whole_hours(zone: str, *moments: datetime) -> None:
                 f"{zone} is {offset} from UTC on {at.date()}; reports count by whole hours, "
                 "so only zones with whole-hour offsets are supported",
             )
-
-
-def _day(value: str) -> date:
-    try:
-        day = date.fromisoformat(value)
-    except ValueError:
-        raise bad("date", f"{value[:32]!r} is not a date (YYYY-MM-DD)") from None
-    if day.year < 1970:
-        raise bad("date", f"{value} is out of range (from 1970 on)")
-    return day
 
 
 def _midnight(day: date, zone: str) -> datetime:
